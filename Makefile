@@ -1,0 +1,38 @@
+# `make run` and `make test` work on a fresh machine with only Python 3.11+:
+# they create .venv on first use and install gradsuite with everything it needs.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# torch is pinned here (the CPU build); pyproject.toml keeps it loose for users elsewhere.
+TORCH  ?= torch==2.13.0
+# One thread per pool by default: on 2 cores torch's and Numba's pools fight each other.
+export OMP_NUM_THREADS ?= 1
+export NUMBA_NUM_THREADS ?= 1
+
+.PHONY: setup run test bench asv lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade "pip>=25.1"
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e . --group dev
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/gradsuite run $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/pytest $(ARGS)
+
+bench: $(STAMP)
+	$(BIN)/pytest --benchmark-only $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check suite tests benchmarks
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,112 @@
+"""The ``gradsuite`` command (also ``python -m suite``).
+
+Subcommands: ``run`` (the main job: every study, written to reports/), ``check-references``
+(our rules against torch.optim), ``check`` (a user's optimizer against a reference), ``list``.
+Exit codes: 0 success, 1 a check failed, 2 bad usage or input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import pandas as pd
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _print_frame(df: pd.DataFrame) -> None:
+    with pd.option_context("display.width", 200, "display.max_columns", 30,
+                           "display.max_rows", 500, "display.float_format", "{:.3g}".format):
+        print(df.to_string(index=False))
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from suite.optim import ALIASES, OPTIMIZERS
+    from suite.optim.configs import count_by_optimizer
+
+    counts = count_by_optimizer()
+    rows = [{"optimizer": n, "torch.optim": s.torch_name, "configs": counts.get(n, 0),
+             "defaults": ", ".join(f"{k}={v}" for k, v in s.defaults.items())}
+            for n, s in OPTIMIZERS.items()]
+    _print_frame(pd.DataFrame(rows))
+    print("aliases: " + ", ".join(f"{a} = {r}{h}" for a, (r, h) in ALIASES.items()))
+    for kind in ("activations", "losses", "problems"):
+        try:
+            mod = __import__(f"suite.{kind}", fromlist=["NAMES"])
+            print(f"{kind}: {', '.join(mod.NAMES)}")
+        except ImportError:
+            pass
+    return 0
+
+
+def cmd_check_references(args: argparse.Namespace) -> int:
+    from suite.optim import crossval
+    from suite.optim.configs import configs_for
+    from suite.sweep import set_threads
+
+    set_threads(1)
+    configs = [c for c in configs_for(source="torch" if args.quick else None)
+               if not args.optimizers or c.optimizer in args.optimizers]
+    if not configs:
+        print(f"no configuration matches optimizers={args.optimizers}", file=sys.stderr)
+        return 2
+    frame = crossval.run_table(configs, probes=args.probes, dtypes=args.dtypes,
+                               steps=args.steps, jobs=args.jobs, progress=not args.no_progress)
+    if args.out:
+        from suite.report.load import write_frame
+
+        path = write_frame(frame, args.out)
+        print(f"wrote {path}")
+    _print_frame(crossval.summary(frame))
+    failed = frame[~frame["passed"]]
+    n_cfg = frame["config"].nunique()
+    print(f"\n{n_cfg} configurations x {len(args.probes)} probes x {len(args.dtypes)} dtypes x "
+          f"{frame['backend'].nunique()} backends x torch impls = {len(frame)} comparisons, "
+          f"{args.steps} steps each; {len(failed)} disagree")
+    if len(failed):
+        _print_frame(failed.head(40))
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gradsuite", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="optimizers, configurations and other names")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("check-references",
+                       help="cross-validate our rules (numpy, numba, torch) against torch.optim")
+    p.add_argument("--optimizers", type=_csv, default=[], help="comma-separated subset")
+    p.add_argument("--probes", type=_csv, default=["scaled", "model"])
+    p.add_argument("--dtypes", type=_csv, default=["float64", "float32"])
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
+    p.add_argument("--quick", action="store_true", help="PyTorch's own configurations only")
+    p.add_argument("--out", help="write the full frame here (.csv or .parquet)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_check_references)
+
+    from suite import runjob
+
+    runjob.add_parsers(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

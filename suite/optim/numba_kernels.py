@@ -1,0 +1,160 @@
+"""Numba kernels: the rules of :mod:`suite.optim.numpy_ref` as one fused loop per parameter.
+
+Same names and signatures as the NumPy reference. Each kernel makes one pass over the parameter,
+its gradient and its state, reading and writing every element once, and allocates nothing (SGD's
+momentum buffer excepted, which is created on the first step as in torch). Arithmetic follows the
+reference term for term; kernels are compiled without ``fastmath`` (which would re-associate) and
+cached on disk. Scalars are float64, so float32 arrays are updated with float64 intermediates and
+one rounding per stored value.
+
+Parameters must be C-contiguous NumPy arrays (views of a flat buffer are fine); the kernels work
+on ``p.reshape(-1)``, which is a view for such arrays.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+State = dict[str, Any]
+_JIT = {"cache": True, "nogil": True, "fastmath": False}
+
+
+@njit(**_JIT)
+def _lerp(a: float, b: float, w: float) -> float:
+    if abs(w) < 0.5:
+        return a + w * (b - a)
+    return b - (b - a) * (1 - w)
+
+
+@njit(**_JIT)
+def sgd_kernel(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximize,
+               first):  # pragma: no cover - compiled
+    for i in range(p.size):
+        gi = -g[i] if maximize else g[i]
+        if weight_decay != 0:
+            gi = gi + weight_decay * p[i]
+        if momentum != 0:
+            if first:
+                b = gi
+            else:
+                b = momentum * buf[i] + (1 - dampening) * gi
+            buf[i] = b
+            b = buf[i]  # the stored (rounded) value, as torch reads it back
+            gi = gi + momentum * b if nesterov else b
+        p[i] = p[i] + -lr * gi
+
+
+@njit(**_JIT)
+def adagrad_kernel(p, g, s, clr, weight_decay, eps, maximize):  # pragma: no cover - compiled
+    for i in range(p.size):
+        gi = -g[i] if maximize else g[i]
+        if weight_decay != 0:
+            gi = gi + weight_decay * p[i]
+        s[i] = s[i] + (1 * gi) * gi
+        std = math.sqrt(s[i]) + eps
+        p[i] = p[i] + (-clr * gi) / std
+
+
+@njit(**_JIT)
+def rmsprop_kernel(p, g, v, ga, buf, lr, alpha, eps, weight_decay, momentum, centered,
+                   maximize):  # pragma: no cover - compiled
+    for i in range(p.size):
+        gi = -g[i] if maximize else g[i]
+        if weight_decay != 0:
+            gi = gi + weight_decay * p[i]
+        v[i] = alpha * v[i] + ((1 - alpha) * gi) * gi
+        if centered:
+            ga[i] = _lerp(ga[i], gi, 1 - alpha)
+            a = math.sqrt(v[i] + (-1 * ga[i]) * ga[i])
+        else:
+            a = math.sqrt(v[i])
+        a = a + eps
+        if momentum > 0:
+            buf[i] = momentum * buf[i] + (1 * gi) / a
+            p[i] = p[i] + -lr * buf[i]
+        else:
+            p[i] = p[i] + (-lr * gi) / a
+
+
+@njit(**_JIT)
+def adam_kernel(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, amsgrad, maximize,
+                decoupled, step_size, bias_correction2_sqrt):  # pragma: no cover - compiled
+    for i in range(p.size):
+        gi = -g[i] if maximize else g[i]
+        if weight_decay != 0:
+            if decoupled:
+                p[i] = p[i] * (1 - lr * weight_decay)
+            else:
+                gi = gi + weight_decay * p[i]
+        m[i] = _lerp(m[i], gi, 1 - beta1)
+        v[i] = beta2 * v[i] + ((1 - beta2) * gi) * gi
+        if amsgrad:
+            vi = v[i]
+            vm = vmax[i]
+            if vi > vm or vi != vi:  # torch.maximum: NaN wins
+                vmax[i] = vi
+            denom = math.sqrt(vmax[i]) / bias_correction2_sqrt + eps
+        else:
+            denom = math.sqrt(v[i]) / bias_correction2_sqrt + eps
+        p[i] = p[i] + (-step_size * m[i]) / denom
+
+
+def _flat(x: np.ndarray) -> np.ndarray:
+    return x.reshape(-1)
+
+
+def sgd(p: np.ndarray, g: np.ndarray, st: State, *, lr: float, momentum: float,
+        dampening: float, weight_decay: float, nesterov: bool, maximize: bool) -> None:
+    """SGD; see :func:`suite.optim.numpy_ref.sgd` for the maths."""
+    first = momentum != 0 and "momentum_buffer" not in st
+    if first:
+        st["momentum_buffer"] = np.empty_like(p)
+    buf = st["momentum_buffer"] if momentum != 0 else p
+    sgd_kernel(_flat(p), _flat(g), _flat(buf), lr, momentum, dampening, weight_decay,
+               nesterov, maximize, first)
+
+
+def adagrad(p: np.ndarray, g: np.ndarray, st: State, *, lr: float, lr_decay: float,
+            weight_decay: float, initial_accumulator_value: float, eps: float,
+            maximize: bool) -> None:
+    """Adagrad; see :func:`suite.optim.numpy_ref.adagrad` for the maths."""
+    st["step"] = step = st["step"] + 1.0
+    clr = lr / (1 + (step - 1) * lr_decay)
+    adagrad_kernel(_flat(p), _flat(g), _flat(st["sum"]), clr, weight_decay, eps, maximize)
+
+
+def rmsprop(p: np.ndarray, g: np.ndarray, st: State, *, lr: float, alpha: float, eps: float,
+            weight_decay: float, momentum: float, centered: bool, maximize: bool) -> None:
+    """RMSprop; see :func:`suite.optim.numpy_ref.rmsprop` for the maths."""
+    st["step"] = st["step"] + 1.0
+    v = st["square_avg"]
+    ga = st.get("grad_avg", v)
+    buf = st.get("momentum_buffer", v)
+    rmsprop_kernel(_flat(p), _flat(g), _flat(v), _flat(ga), _flat(buf), lr, alpha, eps,
+                   weight_decay, momentum, centered, maximize)
+
+
+def adam(p: np.ndarray, g: np.ndarray, st: State, *, lr: float, betas: tuple[float, float],
+         eps: float, weight_decay: float, amsgrad: bool, maximize: bool,
+         decoupled: bool = False) -> None:
+    """Adam / AdamW; see :func:`suite.optim.numpy_ref.adam` for the maths."""
+    beta1, beta2 = betas
+    st["step"] = step = st["step"] + 1.0
+    step_size = lr / (1 - beta1**step)
+    bias_correction2_sqrt = (1 - beta2**step) ** 0.5
+    m, v = st["exp_avg"], st["exp_avg_sq"]
+    vmax = st.get("max_exp_avg_sq", v)
+    adam_kernel(_flat(p), _flat(g), _flat(m), _flat(v), _flat(vmax), lr, beta1, beta2, eps,
+                weight_decay, amsgrad, maximize, decoupled, step_size, bias_correction2_sqrt)
+
+
+def adamw(p: np.ndarray, g: np.ndarray, st: State, **hyper: Any) -> None:
+    """AdamW: :func:`adam` with decoupled weight decay."""
+    adam(p, g, st, decoupled=True, **hyper)
+
+
+RULES = {"sgd": sgd, "adagrad": adagrad, "rmsprop": rmsprop, "adam": adam, "adamw": adamw}

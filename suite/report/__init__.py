@@ -1,0 +1,1 @@
+"""Reports: loading results from disk (``load``), tables, figures and the HTML page."""

@@ -1,0 +1,77 @@
+"""The only module that reads and writes result files.
+
+Writes are atomic (a temporary file in the same directory, then ``os.replace``) and never
+replace an existing file: a run directory's frames are written once. Reads name the file that
+is corrupt or from an unknown schema and carry on with the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+SCHEMA_VERSION = 1
+
+
+class ResultFileError(ValueError):
+    """A results file that cannot be read; the message names the file and the reason."""
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None], overwrite: bool = False) -> Path:
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists already; results are never overwritten")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        if not overwrite and path.exists():
+            raise FileExistsError(f"{path} appeared while writing; not overwritten")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def write_frame(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write ``frame`` to ``path`` (.parquet or .csv) atomically; never overwrite."""
+    p = Path(path)
+    if p.suffix == ".parquet":
+        return _atomic_write(p, lambda t: frame.to_parquet(t, index=False))
+    if p.suffix == ".csv":
+        return _atomic_write(p, lambda t: frame.to_csv(t, index=False))
+    raise ValueError(f"unsupported results format {p.suffix!r} for {p}; use .parquet or .csv")
+
+
+def write_json(obj: Any, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
+    text = json.dumps(obj, indent=2, sort_keys=True, default=str)
+    return _atomic_write(Path(path), lambda t: t.write_text(text), overwrite=overwrite)
+
+
+def read_frame(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a frame written by :func:`write_frame`; ResultFileError names a bad file."""
+    p = Path(path)
+    try:
+        if p.suffix == ".parquet":
+            return pd.read_parquet(p)
+        if p.suffix == ".csv":
+            return pd.read_csv(p)
+    except Exception as exc:
+        raise ResultFileError(f"{p}: cannot be read ({type(exc).__name__}: {exc})") from exc
+    raise ResultFileError(f"{p}: unsupported format {p.suffix!r}")
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    p = Path(path)
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError) as exc:
+        raise ResultFileError(f"{p}: cannot be read ({type(exc).__name__}: {exc})") from exc

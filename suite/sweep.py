@@ -1,0 +1,103 @@
+"""Sweeps: a list of independent cells handed to an executor, results concatenated in order.
+
+The same sweep runs in this process (``jobs=1``), in a local process pool (``jobs=N``, the
+default for the CLI), or on a Dask distributed cluster (``dask="local"`` starts one on this
+machine; any other string is a scheduler address). Every worker process runs with one torch
+thread and one Numba thread: on small machines, pools that share cores slow each other down by
+orders of magnitude.
+
+A cell function takes one cell and returns a list of row dicts; the sweep returns them in cell
+order, whatever order they finished in.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+Row = dict[str, Any]
+
+
+def set_threads(n: int = 1) -> dict[str, int]:
+    """Pin torch's intra-op pool (and Numba's, when loaded) to ``n`` threads; return them."""
+    import torch
+
+    torch.set_num_threads(n)
+    out = {"torch_threads": torch.get_num_threads()}
+    try:
+        import numba
+
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+        out["numba_threads"] = numba.get_num_threads()
+    except ImportError:  # pragma: no cover - numba is a dependency
+        pass
+    return out
+
+
+def _init_worker() -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    set_threads(1)
+
+
+def _run_one(fn: Callable[[Any], list[Row]], cell: Any) -> list[Row]:
+    return fn(cell)
+
+
+def iter_cells(fn: Callable[[Any], list[Row]], cells: Sequence[Any], jobs: int = 1,
+               dask: str | None = None) -> Iterator[tuple[int, list[Row]]]:
+    """Yield ``(index, rows)`` as cells finish (any order)."""
+    if dask is not None:
+        yield from _iter_dask(fn, cells, dask)
+        return
+    if jobs <= 1 or len(cells) <= 1:
+        for i, cell in enumerate(cells):
+            yield i, fn(cell)
+        return
+    from concurrent.futures import as_completed
+
+    with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker) as pool:
+        futures = {pool.submit(_run_one, fn, cell): i for i, cell in enumerate(cells)}
+        for fut in as_completed(futures):
+            yield futures[fut], fut.result()
+
+
+def _iter_dask(fn: Callable[[Any], list[Row]], cells: Sequence[Any], address: str
+               ) -> Iterator[tuple[int, list[Row]]]:
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed
+    except ImportError as exc:  # pragma: no cover - depends on the optional extra
+        raise RuntimeError("--dask needs the optional extra: pip install 'gradsuite[dask]'"
+                           ) from exc
+    cluster = None
+    if address == "local":
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                               dashboard_address=None, host="127.0.0.1")
+        client = Client(cluster)
+    else:
+        client = Client(address)
+    try:
+        client.run(_init_worker)
+        futures = client.map(fn, list(cells), pure=False)
+        index = {f.key: i for i, f in enumerate(futures)}
+        for fut in as_completed(futures):
+            yield index[fut.key], fut.result()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def run_cells(fn: Callable[[Any], list[Row]], cells: Sequence[Any], jobs: int = 1,
+              dask: str | None = None, progress: str | None = None) -> list[Row]:
+    """All rows of all cells, in cell order."""
+    results: dict[int, list[Row]] = {}
+    it = iter_cells(fn, cells, jobs, dask)
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, total=len(cells), desc=progress, unit="cell")
+    for i, rows in it:
+        results[i] = rows
+    return [row for i in range(len(cells)) for row in results[i]]

@@ -1,0 +1,288 @@
+"""Run an optimizer over a probe, record every parameter and state entry at every step, compare.
+
+Two recorders produce the same :class:`Trajectory`: :func:`run_rule` for gradsuite's own rules
+(any backend) and :func:`run_torch` for anything with torch.optim's interface (a
+``torch.optim.Optimizer`` subclass, or a factory ``(params, **hyper) -> optimizer``). The
+comparison is the same whichever side is the reference.
+
+The error measure
+-----------------
+For a quantity ``x`` (a parameter or a state entry) with reference values ``r_t`` and tested
+values ``a_t`` at steps t = 0..T, the error at step t is, elementwise,
+
+    e_t = |a_t - r_t| / max_{s <= t} |r_s|
+
+the difference relative to the largest magnitude that element has had so far. Round-off is
+relative to the operands' magnitudes, which this running maximum bounds, so ``e_t`` stays at a few
+ulps for a faithful implementation even where a quantity crosses zero (momentum, a centred mean,
+a parameter passing through 0), where a plain relative error would blow up; and unlike a normwise
+error it is per element, so a wrong update of a coordinate with gradients of 1e-8 is not hidden
+by coordinates with gradients of 1e3. NaN against NaN counts as agreement; NaN against a number,
+or a difference where the reference has always been 0, is an infinite error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from suite.probes import Probe
+
+TORCH_DTYPES = {"float32": "float32", "float64": "float64", "float16": "float16",
+                "bfloat16": "bfloat16"}
+
+
+@dataclass
+class Trajectory:
+    """Values of every quantity after every step (index 0 = before the first step).
+
+    ``values[q]`` is a float64 array of shape ``(steps + 1, *shape)``; rows where the quantity
+    did not exist yet (lazily created state) are NaN and ``present[q]`` is False there.
+    ``counters`` holds the ``step`` state entry per parameter, ``error`` an exception text if
+    the run raised (the trajectory then ends early).
+    """
+
+    values: dict[str, np.ndarray] = field(default_factory=dict)
+    present: dict[str, np.ndarray] = field(default_factory=dict)
+    counters: dict[str, np.ndarray] = field(default_factory=dict)
+    steps: int = 0
+    error: str | None = None
+    error_step: int | None = None
+    grads: list[list[np.ndarray | None]] = field(default_factory=list)
+
+
+class _Recorder:
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+        self.rows: dict[str, dict[int, np.ndarray]] = {}
+        self.counters: dict[str, dict[int, float]] = {}
+        self.grads: list[list[np.ndarray | None]] = []
+
+    def add(self, t: int, name: str, value: Any) -> None:
+        self.rows.setdefault(name, {})[t] = _as_float64(value)
+
+    def count(self, t: int, name: str, value: Any) -> None:
+        self.counters.setdefault(name, {})[t] = float(value)
+
+    def finish(self, error: str | None = None, error_step: int | None = None) -> Trajectory:
+        traj = Trajectory(steps=self.steps, error=error, error_step=error_step,
+                          grads=self.grads)
+        n = self.steps + 1
+        for name, rows in self.rows.items():
+            shape = next(iter(rows.values())).shape
+            arr = np.full((n, *shape), np.nan)
+            mask = np.zeros(n, dtype=bool)
+            for t, v in rows.items():
+                arr[t] = v
+                mask[t] = True
+            traj.values[name] = arr
+            traj.present[name] = mask
+        for name, c in self.counters.items():
+            col = np.full(n, np.nan)
+            for t, v in c.items():
+                col[t] = v
+            traj.counters[name] = col
+        return traj
+
+
+def _as_float64(value: Any) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        return value.astype(np.float64, copy=True)
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", torch.float64).numpy().copy()
+    return np.asarray(value, dtype=np.float64)
+
+
+def run_rule(rule: Any, probe: Probe, steps: int, dtype: str = "float64",
+             device: str = "cpu") -> Trajectory:
+    """Run a gradsuite rule (any backend) over ``probe`` for ``steps`` steps and record it."""
+    rec = _Recorder(steps)
+    p64 = probe.initial_params()
+    if rule.backend == "torch":
+        import torch
+
+        tdt = getattr(torch, dtype)
+        params: list[Any] = [torch.tensor(p, dtype=tdt, device=device) for p in p64]
+
+        def to_np(x: Any) -> np.ndarray:
+            return np.asarray(x.detach().cpu().double().numpy())
+
+        def conv(g: np.ndarray) -> Any:
+            return torch.tensor(g, dtype=tdt, device=device)
+    else:
+        params = [np.array(p, dtype=dtype, order="C") for p in p64]
+
+        def to_np(x: Any) -> np.ndarray:
+            return np.asarray(x, dtype=np.float64)
+
+        def conv(g: np.ndarray) -> Any:
+            return np.array(g, dtype=dtype, order="C")
+
+    state = rule.init(params)
+    _record(rec, 0, params, state)
+    for t in range(steps):
+        grads = probe.grad_at(t, [to_np(p) for p in params])
+        rec.grads.append(grads)
+        try:
+            rule.step(params, [None if g is None else conv(g) for g in grads], state)
+        except Exception as exc:  # the run's failure is part of the result
+            return rec.finish(f"{type(exc).__name__}: {exc}", t + 1)
+        _record(rec, t + 1, params, state)
+    return rec.finish()
+
+
+def _record(rec: _Recorder, t: int, params: list[Any], state: list[dict[str, Any]]) -> None:
+    for i, (p, st) in enumerate(zip(params, state, strict=True)):
+        rec.add(t, f"param[{i}]", p)
+        for key, value in st.items():
+            if key == "step":
+                rec.count(t, f"step[{i}]", value)
+            elif value is not None and hasattr(value, "shape"):
+                rec.add(t, f"{key}[{i}]", value)
+
+
+def replay(probe: Probe, reference: Trajectory) -> Probe:
+    """``probe`` with the gradients a reference run saw, step for step.
+
+    For probes whose gradients depend on the parameters (``model``), every tested run is fed
+    the reference run's gradient sequence, so that what is compared is the update rule alone:
+    near a minimum, normalised rules such as RMSprop enter limit cycles in which round-off
+    differences in the iterates grow chaotically, and feeding each run its own gradients would
+    measure that amplification instead of the rule.
+    """
+    recorded = reference.grads
+
+    def grads(step: int, params: Any, rng: np.random.Generator) -> list[np.ndarray | None]:
+        if step >= len(recorded):
+            raise ValueError(f"the reference run recorded {len(recorded)} steps; step {step} "
+                             "was asked for")
+        return recorded[step]
+
+    return replace(probe, grads=grads, name=f"{probe.name}")
+
+
+OptimizerFactory = Callable[..., Any]
+
+
+def run_torch(factory: OptimizerFactory, hyper: dict[str, Any], probe: Probe, steps: int,
+              dtype: str = "float64", device: str = "cpu",
+              tensor_lr: bool = False) -> Trajectory:
+    """Run a torch.optim-style optimizer over ``probe`` and record it.
+
+    ``factory(params, **hyper)`` builds the optimizer; an exception there or in ``step`` ends
+    the trajectory and is stored in ``error``. With ``tensor_lr`` the learning rate is passed
+    as a 0-dim tensor, as in one of PyTorch's own test configurations.
+    """
+    import torch
+
+    rec = _Recorder(steps)
+    tdt = getattr(torch, dtype)
+    params = [torch.nn.Parameter(torch.tensor(p, dtype=tdt, device=device))
+              for p in probe.initial_params()]
+    kwargs = dict(hyper)
+    if tensor_lr and "lr" in kwargs:
+        kwargs["lr"] = torch.tensor(kwargs["lr"])
+    try:
+        opt = factory(params, **kwargs)
+    except Exception as exc:
+        return rec.finish(f"construction failed: {type(exc).__name__}: {exc}", 0)
+    _record_torch(rec, 0, params, opt)
+    for t in range(steps):
+        grads = probe.grad_at(t, [p.detach().cpu().double().numpy() for p in params])
+        rec.grads.append(grads)
+        for p, g in zip(params, grads, strict=True):
+            p.grad = None if g is None else torch.tensor(g, dtype=tdt, device=device)
+        try:
+            opt.step()
+        except Exception as exc:
+            return rec.finish(f"{type(exc).__name__}: {exc}", t + 1)
+        _record_torch(rec, t + 1, params, opt)
+    return rec.finish()
+
+
+def _record_torch(rec: _Recorder, t: int, params: list[Any], opt: Any) -> None:
+    import torch
+
+    for i, p in enumerate(params):
+        rec.add(t, f"param[{i}]", p)
+        st = getattr(opt, "state", {}).get(p, {}) if hasattr(opt, "state") else {}
+        for key, value in st.items():
+            if key == "step":
+                rec.count(t, f"step[{i}]", value)
+            elif isinstance(value, torch.Tensor) and tuple(value.shape) == tuple(p.shape):
+                rec.add(t, f"{key}[{i}]", value)
+
+
+def quantity_errors(test: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Per-step maximum of the running-magnitude relative error (see module docstring)."""
+    scale = np.fmax.accumulate(np.abs(ref), axis=0)
+    diff = np.abs(test - ref)
+    both_nan = np.isnan(test) & np.isnan(ref)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        err = np.where(diff == 0, 0.0, diff / scale)
+    err = np.where(both_nan, 0.0, err)
+    err = np.where(np.isnan(err), np.inf, err)  # NaN vs number, or 0/0 with a difference
+    return err.reshape(err.shape[0], -1).max(axis=1, initial=0.0)
+
+
+@dataclass(frozen=True)
+class QuantityResult:
+    quantity: str
+    max_error: float
+    first_bad_step: int | None   # first step whose error exceeds the tolerance
+    worst_step: int
+    note: str = ""
+
+
+def compare(test: Trajectory, ref: Trajectory, tol: float, require_state: bool = True
+            ) -> list[QuantityResult]:
+    """Compare ``test`` with ``ref`` quantity by quantity, step by step.
+
+    Every quantity of the reference is checked. A reference state entry that the tested run
+    does not have is a failure when ``require_state``; otherwise it is reported as not exposed
+    (a user's optimizer may keep its state under other names) and only parameters must agree.
+    """
+    out: list[QuantityResult] = []
+    n = min(test.steps, ref.steps) + 1
+    test_has_state = any(not q.startswith("param[") for q in test.values)
+    for q, rv in ref.values.items():
+        if q not in test.values:
+            if q.startswith("param[") or require_state or test_has_state:
+                out.append(QuantityResult(q, np.inf, _first(ref.present[q]), 0,
+                                          "missing from the tested run"))
+            else:
+                out.append(QuantityResult(q, np.nan, None, 0, "state not exposed"))
+            continue
+        tv = test.values[q]
+        rp, tp = ref.present[q][:n], test.present[q][:n]
+        err = quantity_errors(tv[:n], rv[:n])
+        mismatch = rp != tp
+        err = np.where(mismatch, np.inf, err)
+        bad = np.flatnonzero(err > tol)
+        note = ""
+        if mismatch.any():
+            t = int(np.flatnonzero(mismatch)[0])
+            note = ("exists" if tp[t] else "missing") + f" at step {t} unlike the reference"
+        out.append(QuantityResult(q, float(err.max(initial=0.0)),
+                                  int(bad[0]) if bad.size else None,
+                                  int(np.argmax(err)) if err.size else 0, note))
+    for q, rc in ref.counters.items():
+        tc = test.counters.get(q)
+        if tc is None:
+            continue
+        diff = np.flatnonzero(~((tc[:n] == rc[:n]) | (np.isnan(tc[:n]) & np.isnan(rc[:n]))))
+        out.append(QuantityResult(q, 0.0 if not diff.size else np.inf,
+                                  int(diff[0]) if diff.size else None,
+                                  int(diff[0]) if diff.size else 0,
+                                  "step counter differs" if diff.size else ""))
+    return out
+
+
+def _first(mask: np.ndarray) -> int | None:
+    idx = np.flatnonzero(mask)
+    return int(idx[0]) if idx.size else None

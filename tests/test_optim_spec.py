@@ -1,0 +1,137 @@
+"""Specs: defaults equal torch.optim's, validation rejects what torch.optim rejects."""
+
+import inspect
+
+import numpy as np
+import pytest
+import torch
+
+from suite import optim
+from suite.optim.spec import OPTIMIZERS
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_defaults_equal_torch(name):
+    spec = OPTIMIZERS[name]
+    sig = inspect.signature(spec.torch_class().__init__)
+    for key, ours in spec.defaults.items():
+        theirs = sig.parameters[key].default
+        assert ours == theirs, f"{name}.{key}: ours {ours!r}, torch {theirs!r}"
+
+
+# (optimizer, hyperparameters) that torch.optim rejects with ValueError.
+REJECTED = [
+    ("sgd", {"lr": -0.1}), ("sgd", {"momentum": -0.5}), ("sgd", {"weight_decay": -1.0}),
+    ("sgd", {"nesterov": True}), ("sgd", {"nesterov": True, "momentum": 0.9, "dampening": 0.1}),
+    ("adagrad", {"lr": -1e-3}), ("adagrad", {"lr_decay": -0.5}),
+    ("adagrad", {"weight_decay": -0.1}), ("adagrad", {"initial_accumulator_value": -0.1}),
+    ("adagrad", {"eps": -1e-10}),
+    ("rmsprop", {"lr": -1e-2}), ("rmsprop", {"eps": -1.0}), ("rmsprop", {"momentum": -0.1}),
+    ("rmsprop", {"weight_decay": -0.1}), ("rmsprop", {"alpha": -0.5}),
+    ("adam", {"lr": -1e-3}), ("adam", {"eps": -1e-8}), ("adam", {"betas": (1.0, 0.0)}),
+    ("adam", {"betas": (0.9, 1.0)}), ("adam", {"betas": (-0.1, 0.9)}),
+    ("adam", {"weight_decay": -0.1}), ("adamw", {"betas": (0.9, 1.5)}),
+    ("adamw", {"lr": -1.0}), ("adamw", {"weight_decay": -1e-2}),
+]
+
+
+@pytest.mark.parametrize(("name", "hyper"), REJECTED)
+def test_rejects_what_torch_rejects(name, hyper):
+    spec = OPTIMIZERS[name]
+    with pytest.raises(ValueError):  # noqa: PT011 - torch's own messages vary
+        spec.torch_class()([torch.zeros(2, requires_grad=True)], **hyper)
+    with pytest.raises(ValueError, match="Invalid|Nesterov") as info:
+        optim.get(name, **hyper)
+    bad_key = next(iter(hyper)) if len(hyper) == 1 else "nesterov"
+    assert bad_key.split("[")[0].rstrip("s") in str(info.value).lower().replace(" ", "_") \
+        or "beta" in str(info.value).lower() or "epsilon" in str(info.value).lower() \
+        or "nesterov" in str(info.value).lower()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_hyperparameters_rejected(value):
+    with pytest.raises(ValueError, match="finite"):
+        optim.get("adam", lr=value)
+
+
+def test_unknown_names_and_types():
+    with pytest.raises(ValueError, match="unknown optimizer 'adamx'.*sgd"):
+        optim.get("adamx")
+    with pytest.raises(ValueError, match="unknown backend 'jax'.*numpy"):
+        optim.get("adam", backend="jax")
+    with pytest.raises(TypeError, match="unknown hyperparameter.*momentumm.*valid"):
+        optim.get("sgd", momentumm=0.9)
+    with pytest.raises(TypeError, match="amsgrad"):
+        optim.get("adam", amsgrad="yes")
+    with pytest.raises(TypeError, match="betas"):
+        optim.get("adam", betas=0.9)
+
+
+def test_aliases_are_sgd_configurations():
+    assert optim.get("momentum").hyper == optim.get("sgd", momentum=0.9).hyper
+    nes = optim.get("nesterov", lr=0.1)
+    assert nes.spec.name == "sgd"
+    assert nes.hyper["nesterov"] is True
+    assert nes.hyper["momentum"] == 0.9
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_bad_params_and_grads(backend):
+    rule = optim.get("adam", backend=backend)
+    with pytest.raises(ValueError, match="empty parameter list"):
+        rule.init([])
+    with pytest.raises(TypeError, match="dtype int64"):
+        rule.init([np.zeros(3, dtype=np.int64)])
+    with pytest.raises(TypeError, match="list of arrays"):
+        rule.init(np.zeros(3))
+    params = [np.zeros(3), np.zeros((2, 2))]
+    state = rule.init(params)
+    with pytest.raises(ValueError, match=r"gradient 1 has shape \(4,\).*\(2, 2\)"):
+        rule.step(params, [np.zeros(3), np.zeros(4)], state)
+    with pytest.raises(ValueError, match="gradient 0 has dtype float32.*float64"):
+        rule.step(params, [np.zeros(3, np.float32), np.zeros((2, 2))], state)
+    with pytest.raises(ValueError, match="2 parameters but 1 gradients"):
+        rule.step(params, [np.zeros(3)], state)
+    with pytest.raises(ValueError, match="state has 1 entries"):
+        rule.step(params, [np.zeros(3), np.zeros((2, 2))], state[:1])
+
+
+def test_numba_rejects_non_contiguous_params():
+    rule = optim.get("sgd", backend="numba")
+    p = np.zeros((4, 4))[:, ::2]
+    with pytest.raises(ValueError, match="not C-contiguous"):
+        rule.init([p])
+
+
+def test_torch_backend_rejects_numpy_params():
+    with pytest.raises(TypeError, match="expects torch.Tensor"):
+        optim.get("sgd", backend="torch").init([np.zeros(3)])
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba", "torch"])
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_non_finite_gradients_propagate_like_torch(name, backend):
+    """NaN/inf gradients are not checked or clipped: parameters become what torch makes them."""
+    g = np.array([np.nan, np.inf, -np.inf, 1.0])
+    rule = optim.get(name, backend=backend, lr=0.1)
+    p = [torch.ones(4, dtype=torch.float64)] if backend == "torch" else [np.ones(4)]
+    st = rule.init(p)
+    rule.step(p, [torch.from_numpy(g.copy()) if backend == "torch" else g.copy()], st)
+    tp = torch.ones(4, dtype=torch.float64, requires_grad=True)
+    opt = rule.torch_optimizer([tp])
+    tp.grad = torch.from_numpy(g.copy())
+    opt.step()
+    ours, theirs = np.asarray(p[0]), tp.detach().numpy()
+    np.testing.assert_array_equal(np.isnan(ours), np.isnan(theirs))
+    np.testing.assert_array_equal(ours[np.isfinite(theirs)], theirs[np.isfinite(theirs)])
+    np.testing.assert_array_equal(ours[np.isinf(theirs)], theirs[np.isinf(theirs)])
+
+
+def test_none_gradient_leaves_parameter_and_state_untouched():
+    rule = optim.get("adam", backend="numba", lr=0.1)
+    params = [np.ones(3), np.ones(2)]
+    state = rule.init(params)
+    rule.step(params, [np.ones(3), None], state)
+    np.testing.assert_array_equal(params[1], np.ones(2))
+    assert state[1] == {}
+    assert state[0]["step"] == 1.0
