@@ -121,7 +121,8 @@ def _init_model(rng: np.random.Generator) -> list[np.ndarray]:
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
+    with np.errstate(over="ignore"):  # exp(-z) = inf gives the correct limit 0
+        return 1.0 / (1.0 + np.exp(-z))
 
 
 def model_loss_and_grads(params: Sequence[np.ndarray]) -> tuple[float, list[np.ndarray]]:

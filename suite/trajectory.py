@@ -121,7 +121,8 @@ def run_rule(rule: Any, probe: Probe, steps: int, dtype: str = "float64",
             return np.asarray(x, dtype=np.float64)
 
         def conv(g: np.ndarray) -> Any:
-            return np.array(g, dtype=dtype, order="C")
+            with np.errstate(over="ignore"):  # float64 values beyond float32 become inf
+                return np.array(g, dtype=dtype, order="C")
 
     state = rule.init(params)
     _record(rec, 0, params, state)
@@ -131,6 +132,60 @@ def run_rule(rule: Any, probe: Probe, steps: int, dtype: str = "float64",
         try:
             rule.step(params, [None if g is None else conv(g) for g in grads], state)
         except Exception as exc:  # the run's failure is part of the result
+            return rec.finish(f"{type(exc).__name__}: {exc}", t + 1)
+        _record(rec, t + 1, params, state)
+    return rec.finish()
+
+
+def run_rule_lockstep(rule: Any, ref: Trajectory, dtype: str = "float64",
+                      device: str = "cpu") -> Trajectory:
+    """One-step predictions along a reference trajectory.
+
+    At every step t the rule starts from the reference's parameters and state at t (including
+    the ``step`` counter), takes the gradient the reference took, and its result is recorded at
+    t + 1. Comparing this with the reference measures the rule's own error per step, without
+    the amplification that chaotic dynamics (normalised updates with weight decay near p = 0,
+    for instance) apply to round-off in a free-running comparison.
+    """
+    rec = _Recorder(ref.steps)
+    n = sum(q.startswith("param[") for q in ref.values)
+    if rule.backend == "torch":
+        import torch
+
+        tdt = getattr(torch, dtype)
+
+        def conv(a: np.ndarray) -> Any:
+            return torch.tensor(a, dtype=tdt, device=device)
+    else:
+        def conv(a: np.ndarray) -> Any:
+            with np.errstate(over="ignore"):
+                return np.array(a, dtype=dtype, order="C")
+
+    keyed: list[list[tuple[str, str]]] = [[] for _ in range(n)]
+    for q in ref.values:
+        if not q.startswith("param["):
+            key, idx = q[:-1].split("[")
+            keyed[int(idx)].append((key, q))
+    for i in range(n):
+        rec.add(0, f"param[{i}]", ref.values[f"param[{i}]"][0])
+        for key, q in keyed[i]:
+            if ref.present[q][0]:
+                rec.add(0, q, ref.values[q][0])
+    steps = min(ref.steps, len(ref.grads))
+    for t in range(steps):
+        params = [conv(ref.values[f"param[{i}]"][t]) for i in range(n)]
+        state: list[dict[str, Any]] = []
+        for i in range(n):
+            st: dict[str, Any] = {key: conv(ref.values[q][t]) for key, q in keyed[i]
+                                  if ref.present[q][t]}
+            count = ref.counters.get(f"step[{i}]")
+            if count is not None and not np.isnan(count[t]):
+                st["step"] = float(count[t])
+            state.append(st)
+        grads = [None if g is None else conv(g) for g in ref.grads[t]]
+        try:
+            rule.step(params, grads, state)
+        except Exception as exc:
             return rec.finish(f"{type(exc).__name__}: {exc}", t + 1)
         _record(rec, t + 1, params, state)
     return rec.finish()
@@ -239,17 +294,20 @@ class QuantityResult:
     note: str = ""
 
 
-def compare(test: Trajectory, ref: Trajectory, tol: float, require_state: bool = True
-            ) -> list[QuantityResult]:
+def compare(test: Trajectory, ref: Trajectory, tol: float | np.ndarray,
+            require_state: bool = True) -> list[QuantityResult]:
     """Compare ``test`` with ``ref`` quantity by quantity, step by step.
+
+    ``tol`` is a number, or one tolerance per step (index 0 = initial values).
 
     Every quantity of the reference is checked. A reference state entry that the tested run
     does not have is a failure when ``require_state``; otherwise it is reported as not exposed
     (a user's optimizer may keep its state under other names) and only parameters must agree.
     """
     out: list[QuantityResult] = []
-    n = min(test.steps, ref.steps) + 1
+    n = min(test.steps, ref.steps, finite_horizon(ref)) + 1
     test_has_state = any(not q.startswith("param[") for q in test.values)
+    tols = np.broadcast_to(np.asarray(tol, dtype=np.float64), (ref.steps + 1,))[:n]
     for q, rv in ref.values.items():
         if q not in test.values:
             if q.startswith("param[") or require_state or test_has_state:
@@ -263,7 +321,7 @@ def compare(test: Trajectory, ref: Trajectory, tol: float, require_state: bool =
         err = quantity_errors(tv[:n], rv[:n])
         mismatch = rp != tp
         err = np.where(mismatch, np.inf, err)
-        bad = np.flatnonzero(err > tol)
+        bad = np.flatnonzero(err > tols)
         note = ""
         if mismatch.any():
             t = int(np.flatnonzero(mismatch)[0])
@@ -281,6 +339,22 @@ def compare(test: Trajectory, ref: Trajectory, tol: float, require_state: bool =
                                   int(diff[0]) if diff.size else 0,
                                   "step counter differs" if diff.size else ""))
     return out
+
+
+def finite_horizon(ref: Trajectory) -> int:
+    """The last step before any reference quantity becomes non-finite (``ref.steps`` if none).
+
+    Once a run has overflowed, where each implementation's inf and NaN appear depends on the
+    precision of its intermediates, not on its update rule; comparisons stop there.
+    """
+    last = ref.steps
+    for v in ref.values.values():
+        bad = ~np.isfinite(v.reshape(v.shape[0], -1)).all(axis=1)
+        # rows where the quantity does not exist yet are NaN by construction: skip them
+        idx = [t for t in np.flatnonzero(bad) if not np.isnan(v[t]).all()]
+        if idx:
+            last = min(last, int(idx[0]) - 1)
+    return max(last, 0)
 
 
 def _first(mask: np.ndarray) -> int | None:

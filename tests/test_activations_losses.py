@@ -1,0 +1,209 @@
+"""Activations and losses against torch autograd, finite differences and textbook identities."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from suite import activations as A
+from suite import losses as L
+
+BACKENDS = ["numpy", "numba", "torch"]
+VARIANTS = [(n, {}) for n in A.NAMES if n != "gelu"] + [
+    ("gelu", {}), ("gelu", {"approximate": "tanh"}), ("leaky_relu", {"negative_slope": 0.2}),
+    ("elu", {"alpha": 0.5}), ("softplus", {"beta": 2.0, "threshold": 10.0})]
+RTOL = {"float64": 1e-12, "float32": 1e-5}
+ATOL = {"float64": 4e-15, "float32": 2e-6}
+
+
+def _inputs(dtype, softmax=False):
+    rng = np.random.default_rng(1)
+    special = [0.0, -0.0, 1e4, -1e4, 1e-310, -1e-310, 30.0, -30.0, 20.0, 20.0001, 1e-30]
+    x = np.concatenate([rng.standard_normal(400) * 6, special, rng.standard_normal(5) * 1e3])
+    if dtype == "float32":
+        x = x[np.abs(x) != 1e-310]
+    x = x[: (len(x) // 4) * 4].astype(dtype)
+    return x.reshape(4, -1) if softmax else x
+
+
+def _conv(backend, a):
+    return torch.from_numpy(a.copy()) if backend == "torch" else a.copy()
+
+
+def _close(ours, ref, x, dy, dtype, what):
+    """|ours - ref| <= rtol |ref| + atol (1 + |x|)(1 + |dy|): relative error, except where the
+    value is the round-off-level remainder of a cancellation (1 - tanh², 1 + tanh(...))."""
+    ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
+    assert ours.shape == ref.shape
+    x = np.broadcast_to(np.asarray(x, np.float64), ref.shape)
+    np.testing.assert_array_equal(np.isnan(ours), np.isnan(ref), err_msg=f"{what}: NaN pattern")
+    ok = ~np.isnan(ref)
+    bound = RTOL[dtype] * np.abs(ref) + ATOL[dtype] * (1 + np.abs(x)) * (1 + np.abs(dy))
+    err = np.abs(ours - ref)
+    bad = ok & ~(err <= bound) & ~((ours == ref) & np.isinf(ref))
+    assert not bad.any(), f"{what}: worst at x={np.asarray(x)[bad][:3]}: {ours[bad][:3]} vs {ref[bad][:3]}"
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("name", "params"), VARIANTS, ids=lambda v: str(v))
+def test_activation_matches_autograd(name, params, backend, dtype):
+    soft = name in ("softmax", "log_softmax")
+    x = _inputs(dtype, soft)
+    dy = np.random.default_rng(2).standard_normal(x.shape).astype(dtype)
+    act = A.get(name, backend=backend, **params)
+    y = act.forward(_conv(backend, x))
+    dx = act.backward(_conv(backend, x), _conv(backend, dy))
+    tx = torch.from_numpy(x.astype(np.float64)).requires_grad_(True)
+    ty = act.torch_fn()(tx)
+    ty.backward(torch.from_numpy(dy.astype(np.float64)))
+    assert np.asarray(y).dtype == np.dtype(dtype)
+    assert np.all(np.isfinite(np.asarray(y)) | ~np.isfinite(ty.detach().numpy()))
+    _close(y, ty.detach().numpy(), x, 0.0, dtype, f"{name} forward")
+    _close(dx, tx.grad.numpy(), x, dy, dtype, f"{name} backward")
+    if act.spec.derivative is not None:
+        _close(act.derivative(_conv(backend, x)), tx.grad.numpy() / np.where(dy == 0, 1, dy),
+               x, 1.0, dtype, f"{name} derivative")
+
+
+@pytest.mark.parametrize(("name", "params"), VARIANTS, ids=lambda v: str(v))
+def test_activation_matches_finite_differences(name, params):
+    act = A.get(name, **params)
+    x = np.random.default_rng(3).uniform(-4, 4, (3, 7))
+    if name in ("relu", "leaky_relu"):  # not differentiable at 0
+        x = np.where(np.abs(x) < 1e-3, 0.5, x)
+    dy = np.random.default_rng(4).standard_normal(x.shape)
+    h = 1e-6
+    num = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[idx] = h
+        num[idx] = np.sum(dy * (act.forward(x + e) - act.forward(x - e))) / (2 * h)
+    np.testing.assert_allclose(act.backward(x, dy), num, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_nan_propagates_and_bad_input(backend):
+    for name in A.NAMES:
+        act = A.get(name, backend=backend)
+        x = np.array([[np.nan, 1.0, -1.0]])
+        y = np.asarray(act.forward(_conv(backend, x)))
+        assert np.isnan(y[0, 0])
+    with pytest.raises(ValueError, match="unknown activation 'sigmoidd'.*tanh"):
+        A.get("sigmoidd")
+    with pytest.raises(TypeError, match=r"dtype (torch\.)?int64"):
+        A.get("relu", backend=backend).forward(_conv(backend, np.arange(3)))
+    with pytest.raises(TypeError, match="unknown parameter.*slope.*negative_slope"):
+        A.get("leaky_relu", slope=0.1)
+    with pytest.raises(ValueError, match="approximate='fast'"):
+        A.get("gelu", approximate="fast")
+    with pytest.raises(ValueError, match="dy has shape"):
+        A.get("tanh", backend=backend).backward(_conv(backend, np.zeros(3)),
+                                                _conv(backend, np.zeros(4)))
+
+
+finite = st.floats(-30, 30, allow_nan=False, allow_subnormal=False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.float64, st.integers(1, 20), elements=finite))
+def test_textbook_identities(x):
+    sig = A.get("sigmoid")
+    s = sig.forward(x)
+    np.testing.assert_allclose(sig.derivative(x), s * (1 - s), rtol=1e-12, atol=1e-300)
+    tanh = A.get("tanh")
+    np.testing.assert_allclose(tanh.derivative(x), 1 - np.tanh(x) ** 2, rtol=1e-12, atol=1e-16)
+    np.testing.assert_allclose(tanh.forward(x), 2 * sig.forward(2 * x) - 1, atol=4e-16)
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.float64, st.tuples(st.integers(1, 4), st.integers(2, 8)), elements=finite))
+def test_softmax_jacobian_and_cross_entropy(x):
+    sm = A.get("softmax")
+    y = sm.forward(x)
+    n = x.shape[1]
+    for row in range(x.shape[0]):
+        jac = np.stack([sm.backward(x[row:row + 1], np.eye(n)[j:j + 1])[0] for j in range(n)])
+        assert np.all(np.diag(jac) >= 0)
+        off = jac[~np.eye(n, dtype=bool)]
+        assert np.all(off <= 0)
+        np.testing.assert_allclose(jac.sum(axis=1), 0, atol=1e-15)
+        np.testing.assert_allclose(jac, np.diag(y[row]) - np.outer(y[row], y[row]), atol=1e-15)
+    t = np.arange(x.shape[0]) % n
+    ce = L.get("cross_entropy").value(x, t)
+    nll = L.get("nll").value(A.get("log_softmax").forward(x), t)
+    np.testing.assert_allclose(ce, nll, rtol=1e-14)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 1000])
+def test_entropy_of_uniform_is_log_n(n):
+    for backend in BACKENDS:
+        p = np.full((3, n), 1.0 / n)
+        val = L.get("entropy", backend=backend).value(_conv(backend, p), None, "none")
+        np.testing.assert_allclose(np.asarray(val), np.log(n), rtol=1e-13, atol=1e-15)
+
+
+def _loss_cases(dtype):
+    rng = np.random.default_rng(0)
+    n, c = 7, 5
+    x = (rng.standard_normal((n, c)) * 3).astype(dtype)
+    probs = rng.dirichlet(np.ones(c), n).astype(dtype)
+    idx = rng.integers(0, c, n)
+    idx[2] = -100
+    u = rng.uniform(0, 1, (n,)).astype(dtype)
+    extreme = np.array([0.0, 1.0, 1e-30, 1 - 1e-7, 0.5], dtype=dtype)
+    return [
+        ("mse", {}, x, rng.standard_normal((n, c)).astype(dtype)),
+        ("cross_entropy", {}, x, idx), ("cross_entropy", {"label_smoothing": 0.2}, x, idx),
+        ("cross_entropy", {}, x, probs), ("cross_entropy", {"label_smoothing": 0.1}, x, probs),
+        ("cross_entropy", {}, (x * 3000).astype(dtype), idx),
+        ("nll", {}, np.log(probs), idx),
+        ("binary_cross_entropy", {}, u, rng.uniform(0, 1, n).astype(dtype)),
+        ("binary_cross_entropy", {}, extreme, np.array([0, 1, 1, 0, 1], dtype=dtype)),
+        ("binary_cross_entropy_with_logits", {}, (u - 0.5) * 1e4,
+         rng.uniform(0, 1, n).astype(dtype)),
+        ("kl_div", {}, np.log(probs), rng.dirichlet(np.ones(c), n).astype(dtype)),
+        ("kl_div", {"log_target": True}, np.log(probs), np.log(probs[::-1]).copy()),
+        ("entropy", {}, probs, None),
+    ]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_losses_match_autograd(backend, reduction, dtype):
+    for name, params, x, t in _loss_cases(dtype):
+        loss = L.get(name, backend=backend, **params)
+        tt = None if t is None else (torch.from_numpy(t.copy()) if backend == "torch" else t)
+        v = loss.value(_conv(backend, x), tt, reduction)
+        g = loss.grad(_conv(backend, x), tt, reduction)
+        tx = torch.from_numpy(x.astype(np.float64)).requires_grad_(True)
+        ref_t = None if t is None else torch.from_numpy(
+            t.astype(np.float64) if t.dtype.kind == "f" else t)
+        tv = loss.torch_value(tx, ref_t, reduction)
+        tv.sum().backward()
+        assert np.all(np.isfinite(np.asarray(v))), (name, params)
+        _close(v, tv.detach().numpy(), 0.0, 0.0, dtype, f"{name}{params} value")
+        _close(g, tx.grad.numpy(), 0.0, 0.0, dtype, f"{name}{params} grad")
+
+
+def test_loss_errors():
+    ce = L.get("cross_entropy")
+    with pytest.raises(IndexError, match="Target 5 is out of bounds"):
+        ce.value(np.zeros((2, 5)), np.array([0, 5]))
+    with pytest.raises(ValueError, match="target has shape"):
+        ce.value(np.zeros((2, 5)), np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        L.get("binary_cross_entropy").value(np.array([1.5]), np.array([1.0]))
+    with pytest.raises(ValueError, match="unknown loss 'hinge'.*mse"):
+        L.get("hinge")
+    with pytest.raises(ValueError, match="reduction='avg'"):
+        L.get("mse").value(np.zeros(2), np.zeros(2), "avg")
+    with pytest.raises(TypeError, match="dtype int64"):
+        L.get("mse").value(np.zeros(2, dtype=np.int64), np.zeros(2, dtype=np.int64))
+    with pytest.raises(ValueError, match="target has shape"):
+        L.get("mse").value(np.zeros(2), np.zeros(3))
+    v = L.get("mse").value(np.array([np.nan, 1.0]), np.zeros(2))
+    assert np.isnan(v)
