@@ -273,9 +273,15 @@ def _record_torch(rec: _Recorder, t: int, params: list[Any], opt: Any) -> None:
                 rec.add(t, f"{key}[{i}]", value)
 
 
-def quantity_errors(test: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """Per-step maximum of the running-magnitude relative error (see module docstring)."""
+def quantity_errors(test: np.ndarray, ref: np.ndarray, floor: float = 0.0) -> np.ndarray:
+    """Per-step maximum of the running-magnitude relative error (see module docstring).
+
+    ``floor`` is a lower bound for the scale: for float32 runs, values that have never left the
+    subnormal range carry no relative precision, and their errors are measured against it.
+    """
     scale = np.fmax.accumulate(np.abs(ref), axis=0)
+    if floor:
+        scale = np.maximum(scale, floor)
     diff = np.abs(test - ref)
     both_nan = np.isnan(test) & np.isnan(ref)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -295,22 +301,26 @@ class QuantityResult:
 
 
 def compare(test: Trajectory, ref: Trajectory, tol: float | np.ndarray,
-            require_state: bool = True) -> list[QuantityResult]:
+            require_state: bool = True, floor: float = 0.0,
+            skip_initial_state: bool = False) -> list[QuantityResult]:
     """Compare ``test`` with ``ref`` quantity by quantity, step by step.
 
-    ``tol`` is a number, or one tolerance per step (index 0 = initial values).
+    ``tol`` is a number, or one tolerance per step (index 0 = initial values). ``floor`` is
+    passed to :func:`quantity_errors`. With ``skip_initial_state`` the state before the first
+    step is not compared (whether an optimizer creates its state eagerly or lazily is not part
+    of its update rule).
 
     Every quantity of the reference is checked. A reference state entry that the tested run
     does not have is a failure when ``require_state``; otherwise it is reported as not exposed
-    (a user's optimizer may keep its state under other names) and only parameters must agree.
+    (a user's optimizer may keep its state under other names) and only what it exposes under
+    torch.optim's names is compared; parameters must always agree.
     """
     out: list[QuantityResult] = []
     n = min(test.steps, ref.steps, finite_horizon(ref)) + 1
-    test_has_state = any(not q.startswith("param[") for q in test.values)
     tols = np.broadcast_to(np.asarray(tol, dtype=np.float64), (ref.steps + 1,))[:n]
     for q, rv in ref.values.items():
         if q not in test.values:
-            if q.startswith("param[") or require_state or test_has_state:
+            if q.startswith("param[") or require_state:
                 out.append(QuantityResult(q, np.inf, _first(ref.present[q]), 0,
                                           "missing from the tested run"))
             else:
@@ -318,8 +328,11 @@ def compare(test: Trajectory, ref: Trajectory, tol: float | np.ndarray,
             continue
         tv = test.values[q]
         rp, tp = ref.present[q][:n], test.present[q][:n]
-        err = quantity_errors(tv[:n], rv[:n])
+        err = quantity_errors(tv[:n], rv[:n], floor)
         mismatch = rp != tp
+        if skip_initial_state and not q.startswith("param["):
+            mismatch[0] = False
+            err[0] = 0.0
         err = np.where(mismatch, np.inf, err)
         bad = np.flatnonzero(err > tols)
         note = ""
@@ -333,10 +346,14 @@ def compare(test: Trajectory, ref: Trajectory, tol: float | np.ndarray,
         tc = test.counters.get(q)
         if tc is None:
             continue
-        diff = np.flatnonzero(~((tc[:n] == rc[:n]) | (np.isnan(tc[:n]) & np.isnan(rc[:n]))))
+        if skip_initial_state:
+            tc, rc = tc[1:], rc[1:]
+        m = n - (1 if skip_initial_state else 0)
+        diff = np.flatnonzero(~((tc[:m] == rc[:m]) | (np.isnan(tc[:m]) & np.isnan(rc[:m]))))
+        off = 1 if skip_initial_state else 0
         out.append(QuantityResult(q, 0.0 if not diff.size else np.inf,
-                                  int(diff[0]) if diff.size else None,
-                                  int(diff[0]) if diff.size else 0,
+                                  int(diff[0]) + off if diff.size else None,
+                                  int(diff[0]) + off if diff.size else 0,
                                   "step counter differs" if diff.size else ""))
     return out
 
