@@ -73,6 +73,52 @@ def cmd_check_references(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from suite.conformance import check_optimizer, load_object
+    from suite.optim import get_spec
+    from suite.sweep import set_threads
+
+    set_threads(1)
+    try:
+        spec = get_spec(args.reference)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        opt = load_object(args.optimizer)
+    except ImportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    configs = None
+    if args.configs:
+        import json
+
+        try:
+            configs = json.loads(args.configs)
+            assert isinstance(configs, list) and all(isinstance(c, dict) for c in configs)
+        except (ValueError, AssertionError):
+            print(f"error: --configs must be a JSON list of objects, got {args.configs!r}",
+                  file=sys.stderr)
+            return 2
+    try:  # construct once up front, so that a broken constructor is a usage error
+        import torch
+
+        opt([torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))],
+            **spec.resolve(**(configs[0] if configs else {})))
+    except Exception as exc:
+        print(f"error: {args.optimizer} raised on construction: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
+        return 2
+    result = check_optimizer(opt, reference=spec.name, configs=configs, steps=args.steps,
+                             dtypes=args.dtypes)
+    print(result)
+    cols = ["config", "probe", "dtype", "passed", "max_error_param", "max_error_state",
+            "first_bad_step", "quantity", "tol"]
+    print()
+    _print_frame(result.frame[[c for c in cols if c in result.frame]])
+    return 0 if result.passed else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gradsuite", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -91,6 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the full frame here (.csv or .parquet)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_check_references)
+
+    p = sub.add_parser("check", help="check an optimizer (module:Class) against a reference")
+    p.add_argument("optimizer", help="import path, e.g. mypackage.optim:MyAdam")
+    p.add_argument("--reference", required=True, help="sgd, adagrad, rmsprop, adam or adamw")
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--dtypes", type=_csv, default=["float64", "float32"])
+    p.add_argument("--configs", help="JSON list of hyperparameter dicts to check instead")
+    p.set_defaults(func=cmd_check)
 
     from suite import runjob
 

@@ -257,3 +257,46 @@ def test_restricted_configs(zoo):
                           configs=[{"lr": 0.1, "momentum": 0.9}], dtypes=("float64",), steps=60)
     assert res.passed  # the bug is invisible without nesterov: only the asked configs run
     assert set(res.frame["config"]) == {"sgd(lr=0.1, momentum=0.9)"}
+
+
+pytest_plugins = ["pytester"]
+
+
+def test_pytest_plugin_reports_the_diagnosis(pytester, zoo, monkeypatch):
+    zoo_dir = str(__import__("pathlib").Path(zoo.__file__).parent)
+    monkeypatch.setenv("PYTHONPATH", zoo_dir)
+    pytester.makepyfile(test_user="""
+        import torch
+        import optzoo
+
+        def test_good(optimizer_conformance):
+            optimizer_conformance(torch.optim.SGD, "sgd", steps=30, dtypes=("float64",),
+                                  probes=("scaled",))
+
+        def test_bad(optimizer_conformance):
+            optimizer_conformance(optzoo.make("adam", "eps_inside"), "adam", steps=30,
+                                  dtypes=("float64",), probes=("scaled",))
+    """)
+    res = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-W", "ignore")
+    res.assert_outcomes(passed=1, failed=1)
+    res.stdout.fnmatch_lines(["*FAIL*", "*first differs at step 1*"])
+
+
+def test_cli_check(zoo, capsys):
+    from suite.cli import main
+
+    assert main(["check", "torch.optim:SGD", "--reference", "sgd", "--steps", "20",
+                 "--dtypes", "float64"]) == 0
+    assert "PASS" in capsys.readouterr().out
+    assert main(["check", "optzoo:make", "--reference", "sgd", "--steps", "20"]) == 2
+    assert "raised on construction" in capsys.readouterr().err
+    assert main(["check", "nosuchmodule:X", "--reference", "sgd"]) == 2
+    assert "cannot import module 'nosuchmodule'" in capsys.readouterr().err
+    assert main(["check", "torch.optim:SGD", "--reference", "lion"]) == 2
+    assert "unknown optimizer 'lion'" in capsys.readouterr().err
+    zoo.bad_sgd = zoo.make("sgd", "nesterov_ignored")
+    assert main(["check", "optzoo:bad_sgd", "--reference", "sgd", "--steps", "30",
+                 "--dtypes", "float64"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out
+    assert "nesterov=True" in out
