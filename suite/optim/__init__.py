@@ -104,19 +104,30 @@ class Rule:
     def _fresh(self, p: Any) -> dict[str, Any]:
         return numpy_ref.init_state(self.spec.name, p, self.hyper)
 
-    def step(self, params: Sequence[Any], grads: Sequence[Any | None], state: State) -> None:
-        """One update of every parameter whose gradient is not None, in place."""
+    def step(self, params: Sequence[Any], grads: Sequence[Any | None], state: State,
+             lr: float | None = None) -> None:
+        """One update of every parameter whose gradient is not None, in place.
+
+        ``lr`` overrides the learning rate for this step (a schedule), as torch.optim's
+        schedulers rewrite ``param_group["lr"]``; it is checked like the constructor's.
+        """
         check_pairs(params, grads)
         if len(state) != len(params):
             raise ValueError(f"state has {len(state)} entries but there are {len(params)} "
                              "parameters; create it with rule.init(params)")
         kernel = _kernels(self.backend)[self.spec.name]
+        hyper = self.hyper
+        if lr is not None:
+            lr = float(lr)
+            if not (lr >= 0 and np.isfinite(lr)):
+                raise ValueError(f"Invalid learning rate: {lr} (expected a finite value >= 0)")
+            hyper = {**hyper, "lr": lr}
         # NaN and inf propagate silently, as in torch.optim (no per-element checks, no warnings).
         with np.errstate(all="ignore"):
-            self._step(kernel, params, grads, state)
+            self._step(kernel, params, grads, state, hyper)
 
     def _step(self, kernel: Callable[..., None], params: Sequence[Any],
-              grads: Sequence[Any | None], state: State) -> None:
+              grads: Sequence[Any | None], state: State, hyper: dict[str, Any]) -> None:
         for i, (p, g, st) in enumerate(zip(params, grads, state, strict=True)):
             if g is None:
                 continue
@@ -124,7 +135,7 @@ class Rule:
             self._check_param(i, g, "gradient")
             if not st and self.spec.name != "sgd":  # lazily, on the first step with a gradient
                 st.update(self._fresh(p))
-            kernel(p, g, st, **self.hyper)
+            kernel(p, g, st, **hyper)
 
     def torch_optimizer(self, params: Any, impl: str = "forloop") -> Any:
         """torch.optim's twin of this rule with the same hyperparameters."""

@@ -1,0 +1,1 @@
+"""Studies: convergence on test functions, gradient statistics of deep networks."""

@@ -1,0 +1,304 @@
+"""Convergence on the test functions: many starts at once, first-hit and final-value metrics.
+
+``run(problem, optimizer, starts, steps, backend="numpy", targets=(1e-2, 1e-4, 1e-8), **hyper)``
+returns one row per start. N starts are one (N, d) parameter: the rules are elementwise, so
+that is exactly N independent runs (and the same as torch.optim on an (N, d) parameter with
+loss Σ f). Backends: ``numpy`` and ``torch`` run the batch step by step with the reference
+rules; ``numba`` runs each start's whole optimisation in one compiled loop, in parallel over
+starts (``numba.prange``), with the rules of :mod:`suite.optim.numba_kernels`.
+
+Two kinds of metric, because they disagree (RMSprop with a constant lr first touches the
+minimum, then settles into a period-2 cycle about 0.7·lr from it):
+
+- **first hit**: ``steps_to_target_<t>`` is the first step k (1-based: after k updates) with
+  f(x_k) - f_min < t; missing (NaN) if never.
+- **final value**: ``final_value`` = f(x_K), ``final_gap`` = f(x_K) - f_min,
+  ``best_gap`` = min_k f(x_k) - f_min, ``final_grad_norm``, and the nearest known minimiser
+  (``minimizer_index``, ``distance_to_minimizer``) of x_K.
+
+``diverged`` marks starts whose iterate became non-finite (never an exception);
+``start_in_domain`` flags starts outside the problem's usual domain (allowed).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from suite import optim
+from suite.problems import Problem
+from suite.problems import get as get_problem
+from suite.schedules import Schedule
+
+DEFAULT_TARGETS = (1e-2, 1e-4, 1e-8)
+
+
+def target_column(t: float) -> str:
+    return f"steps_to_target_{t:.0e}"
+
+
+def _check_starts(problem: Problem, starts: Any) -> np.ndarray:
+    x = np.asarray(starts, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2 or x.shape[1] != problem.dim:
+        raise ValueError(f"starts have shape {np.shape(starts)}; {problem.name} needs "
+                         f"(n_starts, {problem.dim})")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("starts contain non-finite values")
+    return x
+
+
+def run(problem: Problem | str, optimizer: str, starts: Any, steps: int,
+        backend: str = "numpy", targets: Sequence[float] = DEFAULT_TARGETS,
+        schedule: Schedule | None = None, seed: int = 0, record_every: int = 0,
+        dtype: str = "float64", **hyper: Any) -> pd.DataFrame:
+    """One row per start (see the module docstring); trajectories in ``frame.attrs``."""
+    summary, traj = run_full(problem, optimizer, starts, steps, backend, targets, schedule,
+                             seed, record_every, dtype, **hyper)
+    summary.attrs["trajectories"] = traj
+    return summary
+
+
+def run_full(problem: Problem | str, optimizer: str, starts: Any, steps: int,
+             backend: str = "numpy", targets: Sequence[float] = DEFAULT_TARGETS,
+             schedule: Schedule | None = None, seed: int = 0, record_every: int = 0,
+             dtype: str = "float64", **hyper: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(summary frame, trajectory frame). Trajectories hold f - f_min and x every
+    ``record_every`` steps (0: no trajectories), one row per (start, step)."""
+    prob = get_problem(problem) if isinstance(problem, str) else problem
+    x0 = _check_starts(prob, starts)
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps={steps!r}; expected a positive integer")
+    tg = np.array(sorted(targets, reverse=True), dtype=np.float64)
+    if not np.all(tg > 0):
+        raise ValueError(f"targets must be positive, got {list(targets)}")
+    sched = schedule or Schedule()
+    rule = optim.get(optimizer, backend="numpy" if backend == "numba" else backend, **hyper)
+    if backend == "numba":
+        if prob.noise:
+            raise NotImplementedError("noisy problems run on the numpy and torch backends")
+        res = _run_numba(prob, rule, x0, steps, tg, sched, record_every)
+    elif backend in ("numpy", "torch"):
+        res = _run_stepwise(prob, rule, x0, steps, tg, sched, seed, record_every, backend,
+                            dtype)
+    else:
+        raise ValueError(f"unknown backend {backend!r}; expected numpy, numba or torch")
+    return _frames(prob, rule, backend, x0, tg, sched, seed, steps, *res)
+
+
+def _run_stepwise(prob: Problem, rule: optim.Rule, x0: np.ndarray, steps: int, tg: np.ndarray,
+                  sched: Schedule, seed: int, record_every: int, backend: str, dtype: str
+                  ) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(seed)
+    n = len(x0)
+    if backend == "torch":
+        import torch
+
+        x: Any = torch.tensor(x0, dtype=getattr(torch, dtype))
+
+        def to_np(a: Any) -> np.ndarray:
+            return a.detach().cpu().double().numpy()
+    else:
+        x = x0.astype(dtype)
+
+        def to_np(a: Any) -> np.ndarray:
+            return np.asarray(a, dtype=np.float64)
+
+    state = rule.init([x])
+    hits = np.full((n, len(tg)), -1, dtype=np.int64)
+    best = np.full(n, np.inf)
+    rec_f, rec_x, rec_t = [], [], []
+    lr0 = rule.hyper["lr"]
+    with np.errstate(all="ignore"):
+        f = to_np(prob.f(x)) - prob.f_min
+        if record_every:
+            rec_f.append(f.copy()), rec_x.append(to_np(x).copy()), rec_t.append(0)
+        for t in range(steps):
+            g = prob.grad(x, rng)
+            rule.step([x], [g], state, lr=sched.lr_at(lr0, t))
+            f = to_np(prob.f(x)) - prob.f_min
+            _update_hits(hits, f, tg, t + 1)
+            best = np.fmin(best, f)
+            if record_every and ((t + 1) % record_every == 0 or t + 1 == steps):
+                rec_f.append(f.copy()), rec_x.append(to_np(x).copy()), rec_t.append(t + 1)
+        gn = np.linalg.norm(to_np(prob.grad_fn(x)), axis=-1)
+    d = x0.shape[1]
+    return (to_np(x), f + prob.f_min, gn, hits, best, np.array(rec_t, dtype=np.int64),
+            np.array(rec_f).reshape(len(rec_t), n), np.array(rec_x).reshape(len(rec_t), n, d))
+
+
+def _update_hits(hits: np.ndarray, f: np.ndarray, tg: np.ndarray, k: int) -> None:
+    for j, t in enumerate(tg):
+        new = (hits[:, j] < 0) & (f < t)
+        hits[new, j] = k
+
+
+def _frames(prob: Problem, rule: optim.Rule, backend: str, x0: np.ndarray, tg: np.ndarray,
+            sched: Schedule, seed: int, steps: int, xk: np.ndarray, fk: np.ndarray,
+            gn: np.ndarray, hits: np.ndarray, best: np.ndarray, rec_t: np.ndarray,
+            rec_f: np.ndarray, rec_x: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
+    n, d = x0.shape
+    finite = np.all(np.isfinite(xk), axis=1) & np.isfinite(fk)
+    idx, dist = prob.nearest_minimizer(np.where(np.isfinite(xk), xk, 0.0))
+    cols: dict[str, Any] = {
+        "problem": prob.name, "optimizer": rule.name, "backend": backend,
+        "start_index": np.arange(n),
+    }
+    for j in range(d):
+        cols[f"start_{j}"] = x0[:, j]
+    cols["start_in_domain"] = prob.in_domain(x0)
+    for j, t in enumerate(tg):
+        cols[target_column(t)] = np.where(hits[:, j] >= 0, hits[:, j], np.nan)
+    cols.update({
+        "final_value": fk, "final_gap": fk - prob.f_min, "best_gap": best,
+        "final_grad_norm": gn,
+        "minimizer_index": np.where(finite, idx, -1), "distance_to_minimizer":
+            np.where(finite, dist, np.nan),
+        "diverged": ~finite, "steps": steps, "schedule": sched.label, "seed": seed,
+    })
+    for key, value in rule.hyper.items():
+        cols[key] = str(value) if isinstance(value, tuple) else value
+    summary = pd.DataFrame(cols)
+    if len(rec_t):
+        k = len(rec_t)
+        traj = pd.DataFrame({
+            "problem": prob.name, "optimizer": rule.name, "lr": rule.hyper["lr"],
+            "start_index": np.tile(np.arange(n), k), "step": np.repeat(rec_t, n),
+            "gap": rec_f.reshape(-1),
+            **{f"x{j}": rec_x[:, :, j].reshape(-1) for j in range(d)},
+        })
+    else:
+        traj = pd.DataFrame()
+    return summary, traj
+
+
+# ---- numba: every start's whole run in one compiled loop, parallel over starts -------------
+
+_OPT_CODES = {"sgd": 0, "adagrad": 1, "rmsprop": 2, "adam": 3, "adamw": 4}
+
+
+def _hyper_array(rule: optim.Rule) -> np.ndarray:
+    h = rule.hyper
+    if rule.name == "sgd":
+        vals = [h["momentum"], h["dampening"], h["weight_decay"], h["nesterov"], h["maximize"]]
+    elif rule.name == "adagrad":
+        vals = [h["lr_decay"], h["weight_decay"], h["initial_accumulator_value"], h["eps"],
+                h["maximize"]]
+    elif rule.name == "rmsprop":
+        vals = [h["alpha"], h["eps"], h["weight_decay"], h["momentum"], h["centered"],
+                h["maximize"]]
+    else:
+        vals = [h["betas"][0], h["betas"][1], h["eps"], h["weight_decay"], h["amsgrad"],
+                h["maximize"]]
+    return np.array([float(v) for v in vals], dtype=np.float64)
+
+
+def _run_numba(prob: Problem, rule: optim.Rule, x0: np.ndarray, steps: int, tg: np.ndarray,
+               sched: Schedule, record_every: int) -> tuple[np.ndarray, ...]:
+    from suite.studies import _convergence_numba as K
+
+    fns = K.problem_functions(prob)
+    n, d = x0.shape
+    n_rec = (steps // record_every + (1 if steps % record_every else 0) + 1) if record_every \
+        else 0
+    lr0 = float(rule.hyper["lr"])
+    consts = K.step_constants(rule.name, rule.hyper,
+                              np.array([sched.lr_at(lr0, t) for t in range(steps)]))
+    out_x = np.empty_like(x0)
+    out_f = np.empty(n)
+    hits = np.full((n, len(tg)), -1, dtype=np.int64)
+    best = np.empty(n)
+    rec_f = np.empty((n_rec, n))
+    rec_x = np.empty((n_rec, n, d))
+    K.run_batch(x0, steps, fns[0], fns[1], fns[2], float(prob.f_min), _OPT_CODES[rule.name],
+                consts, _hyper_array(rule), tg, record_every, out_x, out_f, hits, best, rec_f,
+                rec_x)
+    with np.errstate(all="ignore"):
+        gn = np.linalg.norm(prob.grad_fn(out_x), axis=-1)
+    rec_t = np.array([min(k * record_every, steps) for k in range(n_rec)], dtype=np.int64)
+    return out_x, out_f, gn, hits, best, rec_t, rec_f, rec_x
+
+
+def torch_optim_trajectory(problem: Problem | str, optimizer: str, starts: Any, steps: int,
+                           schedule: Schedule | None = None, **hyper: Any) -> np.ndarray:
+    """Iterates of torch.optim itself on the same batch (float64), shape (steps+1, n, d)."""
+    import torch
+
+    prob = get_problem(problem) if isinstance(problem, str) else problem
+    x0 = _check_starts(prob, starts)
+    rule = optim.get(optimizer, **hyper)
+    x = torch.nn.Parameter(torch.tensor(x0))
+    opt = rule.torch_optimizer([x])
+    sched = (schedule or Schedule()).torch_scheduler(opt)
+    out = [x0.copy()]
+    for _ in range(steps):
+        with torch.no_grad():
+            x.grad = prob.grad_fn(x.detach())
+        opt.step()
+        sched.step()
+        out.append(x.detach().numpy().copy())
+    return np.stack(out)
+
+
+def grid_starts(problem: Problem, n: int) -> np.ndarray:
+    """An n x n grid of starts over the problem's domain (2-D problems)."""
+    if problem.dim != 2:
+        raise ValueError(f"basin maps need a 2-D problem; {problem.name} has dim {problem.dim}")
+    lo, hi = problem.domain
+    g = np.linspace(lo, hi, n)
+    xx, yy = np.meshgrid(g, g)
+    return np.stack([xx.ravel(), yy.ravel()], axis=1)
+
+
+def random_starts(problem: Problem, n: int, seed: int = 0) -> np.ndarray:
+    lo, hi = problem.domain
+    return np.random.default_rng(seed).uniform(lo, hi, (n, problem.dim))
+
+
+def basin_shares(frame: pd.DataFrame) -> pd.DataFrame:
+    """Share of starts per reached minimiser (-1 = diverged), per optimizer and lr."""
+    keys = [c for c in ("problem", "optimizer", "lr", "backend") if c in frame]
+    g = frame.groupby([*keys, "minimizer_index"]).size().rename("starts").reset_index()
+    g["share"] = g["starts"] / g.groupby(keys)["starts"].transform("sum")
+    return g
+
+
+def ecdf(frame: pd.DataFrame, targets: Sequence[float] = DEFAULT_TARGETS) -> pd.DataFrame:
+    """COCO-style ECDF: fraction of (start, target) pairs solved within k steps."""
+    rows = []
+    keys = [c for c in ("problem", "optimizer", "lr") if c in frame]
+    for key, sub in frame.groupby(keys):
+        hits = np.concatenate([sub[target_column(t)].to_numpy() for t in targets
+                               if target_column(t) in sub])
+        total = len(hits)
+        solved = np.sort(hits[~np.isnan(hits)])
+        for i, k in enumerate(solved):
+            rows.append({**dict(zip(keys, key if isinstance(key, tuple) else (key,),
+                                    strict=True)), "steps": k, "fraction": (i + 1) / total})
+    return pd.DataFrame(rows)
+
+
+def sensitivity(problem: Problem | str, optimizer: str, lrs: Sequence[float], n_starts: int,
+                steps: int, target: float = 1e-4, seed: int = 0, backend: str = "numba",
+                **hyper: Any) -> pd.DataFrame:
+    """Success rate and median steps to ``target`` per learning rate, over seeded random
+    starts (the same starts for every lr)."""
+    prob = get_problem(problem) if isinstance(problem, str) else problem
+    starts = random_starts(prob, n_starts, seed)
+    rows = []
+    for lr in lrs:
+        df = run(prob, optimizer, starts, steps, backend=backend, targets=(target,),
+                 seed=seed, lr=lr, **hyper)
+        hit = df[target_column(target)]
+        rows.append({"problem": prob.name, "optimizer": optimizer, "lr": lr,
+                     "target": target, "starts": n_starts, "seed": seed,
+                     "success_rate": float(hit.notna().mean()),
+                     "median_steps": float(hit.median()) if hit.notna().any() else math.nan,
+                     "diverged_rate": float(df["diverged"].mean()),
+                     "median_final_gap": float(df["final_gap"].median())})
+    return pd.DataFrame(rows)
