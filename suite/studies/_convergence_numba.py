@@ -181,17 +181,69 @@ def quadratic_g(x, data, out):  # pragma: no cover - compiled
         out[j] = s
 
 
-def problem_functions(prob: Any) -> tuple[Any, Any, np.ndarray]:
+PROBLEM_IDS = {name: i for i, name in enumerate(
+    ("himmelblau", "rosenbrock", "beale", "booth", "rastrigin", "ackley", "goldstein_price",
+     "styblinski_tang", "three_hump_camel", "quadratic"))}
+
+
+def problem_data(prob: Any) -> tuple[int, np.ndarray]:
+    """(problem id, parameter array) for the compiled runner."""
     base = prob.name.split("+")[0]
-    g = globals()
     if base == "quadratic":
         from suite.problems import quadratic_matrix
 
         p = prob.params
-        data = quadratic_matrix(p["dim"], p["kappa"], p["seed"])
+        return PROBLEM_IDS[base], quadratic_matrix(p["dim"], p["kappa"], p["seed"])
+    return PROBLEM_IDS[base], np.zeros((1, 1))
+
+
+# One dispatch over problem ids (inlined), so that the runner compiles once and is cached on
+# disk; functions passed as arguments would be recompiled in every process.
+@njit(**_J)
+def _value(pid, x, data):  # pragma: no cover - compiled
+    if pid == 0:
+        return himmelblau_f(x, data)
+    if pid == 1:
+        return rosenbrock_f(x, data)
+    if pid == 2:
+        return beale_f(x, data)
+    if pid == 3:
+        return booth_f(x, data)
+    if pid == 4:
+        return rastrigin_f(x, data)
+    if pid == 5:
+        return ackley_f(x, data)
+    if pid == 6:
+        return goldstein_price_f(x, data)
+    if pid == 7:
+        return styblinski_tang_f(x, data)
+    if pid == 8:
+        return three_hump_camel_f(x, data)
+    return quadratic_f(x, data)
+
+
+@njit(**_J)
+def _gradient(pid, x, data, out):  # pragma: no cover - compiled
+    if pid == 0:
+        himmelblau_g(x, data, out)
+    elif pid == 1:
+        rosenbrock_g(x, data, out)
+    elif pid == 2:
+        beale_g(x, data, out)
+    elif pid == 3:
+        booth_g(x, data, out)
+    elif pid == 4:
+        rastrigin_g(x, data, out)
+    elif pid == 5:
+        ackley_g(x, data, out)
+    elif pid == 6:
+        goldstein_price_g(x, data, out)
+    elif pid == 7:
+        styblinski_tang_g(x, data, out)
+    elif pid == 8:
+        three_hump_camel_g(x, data, out)
     else:
-        data = np.zeros((1, 1))
-    return g[f"{base}_f"], g[f"{base}_g"], data
+        quadratic_g(x, data, out)
 
 
 def step_constants(name: str, hyper: dict[str, Any], lrs: np.ndarray) -> np.ndarray:
@@ -225,7 +277,7 @@ def _opt_step(code, p, g, s1, s2, s3, first, c, h):  # pragma: no cover - compil
 
 
 @njit(parallel=True, cache=True)
-def run_batch(x0, steps, f, grad, data, f_min, code, consts, h, targets, every,
+def run_batch(x0, steps, pid, data, f_min, code, consts, h, targets, every,
               out_x, out_f, hits, best, rec_f, rec_x):  # pragma: no cover - compiled
     n, d = x0.shape
     for i in prange(n):
@@ -236,7 +288,7 @@ def run_batch(x0, steps, f, grad, data, f_min, code, consts, h, targets, every,
         s3 = np.zeros(d)
         if code == 1:
             s1[:] = h[2]  # Adagrad's initial accumulator
-        fv = f(p, data) - f_min
+        fv = _value(pid, p, data) - f_min
         bst = fv
         r = 0
         if every > 0:
@@ -244,9 +296,9 @@ def run_batch(x0, steps, f, grad, data, f_min, code, consts, h, targets, every,
             rec_x[0, i, :] = p
             r = 1
         for t in range(steps):
-            grad(p, data, g)
+            _gradient(pid, p, data, g)
             _opt_step(code, p, g, s1, s2, s3, t == 0, consts[t], h)
-            fv = f(p, data) - f_min
+            fv = _value(pid, p, data) - f_min
             if fv < bst:
                 bst = fv
             for k in range(targets.size):

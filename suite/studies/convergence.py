@@ -202,7 +202,7 @@ def _run_numba(prob: Problem, rule: optim.Rule, x0: np.ndarray, steps: int, tg: 
                sched: Schedule, record_every: int) -> tuple[np.ndarray, ...]:
     from suite.studies import _convergence_numba as K
 
-    fns = K.problem_functions(prob)
+    pid, data = K.problem_data(prob)
     n, d = x0.shape
     n_rec = (steps // record_every + (1 if steps % record_every else 0) + 1) if record_every \
         else 0
@@ -215,7 +215,7 @@ def _run_numba(prob: Problem, rule: optim.Rule, x0: np.ndarray, steps: int, tg: 
     best = np.empty(n)
     rec_f = np.empty((n_rec, n))
     rec_x = np.empty((n_rec, n, d))
-    K.run_batch(x0, steps, fns[0], fns[1], fns[2], float(prob.f_min), _OPT_CODES[rule.name],
+    K.run_batch(x0, steps, pid, data, float(prob.f_min), _OPT_CODES[rule.name],
                 consts, _hyper_array(rule), tg, record_every, out_x, out_f, hits, best, rec_f,
                 rec_x)
     with np.errstate(all="ignore"):
