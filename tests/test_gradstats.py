@@ -1,0 +1,106 @@
+"""Gradient statistics at initialisation against mean-field theory.
+
+Tolerances on R_z come from the theory of the fluctuations: ‖δ_l‖² sums n·B squared entries,
+and its per-layer relative fluctuation is about √(2/n); over L layers the log-norms random-walk,
+so std(R_z) ≈ (1/(2 ln 10))·√(2L/n) decades. We allow 4 of those (Hanin 2018: the variance grows
+with β = L/n, so the tolerance widens with depth and narrows with width).
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+from suite.studies import gradstats as G
+
+
+def rz_tol(depth, width):
+    return 4 * (0.5 / math.log(10)) * math.sqrt(2 * depth / width)
+
+
+@pytest.mark.parametrize("depth", [10, 50])
+def test_he_relu_stays_stable(depth):
+    mf = G.mean_field("relu", "he_normal", [256] * (depth + 1))
+    np.testing.assert_allclose(mf["chi"], 1.0, rtol=1e-12)  # σ_w² E[relu'²] = 2 · ½
+    s = G.summary(G.run("relu", "he_normal", depth, 256, 64, seed=1))
+    assert s["R_z_predicted"].item() == pytest.approx(0.0, abs=1e-12)
+    assert abs(s["R_z"].item()) <= rz_tol(depth, 256)
+    assert s["verdict"].item() == "stable"
+
+
+def test_xavier_sigmoid_vanishes_geometrically():
+    depth, width = 30, 256
+    df = G.run("sigmoid", "xavier_normal", depth, width, 64, seed=2)
+    s = G.summary(df)
+    assert s["verdict"].item() == "vanishing"
+    assert abs(s["R_z"].item() - s["R_z_predicted"].item()) <= rz_tol(depth, width)
+    # geometric: log-norms fall on a line whose slope is the theory's log10 χ^(1/2) at q*
+    hidden = df[df.layer < depth]
+    slope = np.polyfit(hidden["layer"], np.log10(hidden["preact_grad_norm"]), 1)[0]
+    q_star = G.fixed_point("sigmoid", 1.0)
+    chi = G.gaussian_expectation(lambda z: (G.activations.get("sigmoid").derivative(z)) ** 2,
+                                 q_star)
+    assert slope == pytest.approx(-0.5 * math.log10(chi), rel=0.05) or \
+        slope == pytest.approx(0.5 * math.log10(chi), rel=0.05)
+    assert slope > 0  # norms grow toward the output: δ vanishes toward the input
+
+
+def test_selu_lecun_self_normalises():
+    q_star = G.fixed_point("selu", 1.0)
+    mean_star = G.gaussian_expectation(G.activations.get("selu").forward, q_star)
+    assert q_star == pytest.approx(1.0, abs=1e-6)
+    assert mean_star == pytest.approx(0.0, abs=1e-6)
+    df = G.run("selu", "lecun_normal", 50, 256, 256, seed=0)
+    hidden = df[df.layer < 50]
+    # sampling error of a mean over B samples of correlated units: ~1/√B per layer; 4σ
+    assert np.abs(hidden["act_mean"] - mean_star).max() < 4 / math.sqrt(256)
+    assert np.abs(hidden["act_std"] - math.sqrt(q_star)).max() < 4 / math.sqrt(256)
+
+
+@pytest.mark.parametrize(("act", "init"), [("tanh", "xavier_normal"), ("relu", "he_uniform"),
+                                           ("gelu", "he_normal"), ("tanh", "orthogonal"),
+                                           ("elu", "torch_default")])
+def test_measured_and_predicted_factors_agree(act, init):
+    width = 256
+    df = G.run(act, init, 20, width, 64, seed=3).dropna(subset=["measured_factor"])
+    # the identity with this pass's own f'(z): relative fluctuation ~ √(2/n) per layer; 4σ
+    rel = np.abs(df["measured_factor"] / df["empirical_factor"] - 1)
+    assert rel.max() < 4 * math.sqrt(2 / width)
+    # and against the mean-field prediction (adds the q_l fluctuation of the forward pass)
+    rel_pred = np.abs(df["measured_factor"] / df["predicted_factor"] - 1)
+    assert rel_pred.median() < 4 * math.sqrt(2 / width)
+
+
+@pytest.mark.parametrize("act", ["tanh", "relu", "sigmoid", "softplus"])
+def test_backends_agree(act):
+    frames = {b: G.run(act, "xavier_uniform", 6, 32, 16, seed=4, backend=b)
+              for b in ("numpy", "numba", "torch")}
+    ref = frames["torch"]
+    for b in ("numpy", "numba"):
+        for col in ("preact_grad_norm", "weight_grad_norm", "measured_factor", "act_std"):
+            np.testing.assert_allclose(frames[b][col], ref[col], rtol=1e-10)
+
+
+def test_underflow_is_reported_not_raised():
+    df = G.run("sigmoid", "xavier_normal", 120, 64, 8, seed=0, dtype="float32")
+    s = G.summary(df)
+    assert s["verdict"].item() in ("vanished", "vanishing")
+    assert not np.isnan(s["R_z"].item())
+
+
+def test_dead_and_saturated_units():
+    dead = G.run("relu", "normal_1", 5, 64, 32, seed=0, input_dist="uniform")
+    assert (dead["dead_frac"].dropna() >= 0).all()
+    sat = G.run("sigmoid", "normal_1", 5, 128, 32, seed=0)
+    assert sat["saturated_frac"].dropna().iloc[-1] > 0.3  # large weights saturate sigmoids
+
+
+def test_sweep_and_errors():
+    df = G.sweep(["tanh", "relu"], ["he_normal"], [4, 6], [0, 1], width=16, batch=8)
+    assert len(G.summary(df)) == 8
+    with pytest.raises(ValueError, match="unknown initialisation"):
+        G.run("tanh", "kaiming", 4, 8, 4)
+    with pytest.raises(ValueError, match="unknown activation"):
+        G.run("tanhh", "he_normal", 4, 8, 4)
+    with pytest.raises(ValueError, match="depth=1"):
+        G.run("tanh", "he_normal", 1, 8, 4)
