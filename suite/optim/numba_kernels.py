@@ -20,7 +20,9 @@ import numpy as np
 from numba import njit
 
 State = dict[str, Any]
-_JIT = {"cache": True, "nogil": True, "fastmath": False}
+# error_model="numpy": division by zero gives inf/NaN as in torch (no Python check per
+# element, which would also stop the loops from vectorising).
+_JIT = {"cache": True, "nogil": True, "fastmath": False, "error_model": "numpy"}
 # Inlined (at Numba IR level) into callers such as the batched convergence runner, which
 # saves a call and the reference counting of every array argument per call.
 _JIT_INLINE = {**_JIT, "inline": "always"}
