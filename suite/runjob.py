@@ -33,14 +33,95 @@ def _part_crossval(args: argparse.Namespace) -> dict[str, pd.DataFrame]:
 
     configs = [c for c in configs_for(source=None if args.size == "full" else "torch")
                if c.optimizer in args.optimizers]
+    if args.size == "quick":
+        configs = configs[::4]
     probes = ("scaled", "model")
-    dtypes = ("float64", "float32")
+    dtypes = ("float64", "float32") if args.size == "full" else ("float64",)
     frame = crossval.run_table(configs, probes=probes, dtypes=dtypes, steps=200,
                                jobs=args.jobs, dask=args.dask, progress=True)
     return {"crossval": frame, "crossval_summary": crossval.summary(frame)}
 
 
-PARTS: dict[str, PartFn] = {"crossval": _part_crossval}
+#: a default learning rate per optimizer for the Himmelblau figures (the notes' reference runs)
+HIMMELBLAU_LR = {"sgd": 1e-3, "adagrad": 0.1, "rmsprop": 1e-2, "adam": 1e-2, "adamw": 1e-2}
+HIMMELBLAU_STARTS = [(0, 0), (1, 0), (-4, 0), (4, 0), (0, 4), (0, -4), (-1, -1), (2, 2),
+                     (-5, -5), (5, 5), (-0.270845, -0.923039)]
+
+
+def _sizes(size: str) -> dict[str, int]:
+    return {
+        "quick": {"steps": 600, "grid": 40, "sens_starts": 40, "problem_starts": 30},
+        "default": {"steps": 3000, "grid": 120, "sens_starts": 200, "problem_starts": 100},
+        "full": {"steps": 20000, "grid": 200, "sens_starts": 1000, "problem_starts": 500},
+    }[size]
+
+
+def _part_convergence(args: argparse.Namespace) -> dict[str, pd.DataFrame]:
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from suite import problems as P
+    from suite.studies import convergence as C
+
+    sz = _sizes(args.size)
+    him = P.get("himmelblau")
+    starts = np.array(HIMMELBLAU_STARTS, dtype=float)
+    fixed, traj, basins, sens, others = [], [], [], [], []
+    opts = [o for o in args.optimizers if o in HIMMELBLAU_LR]
+    for opt in tqdm(opts, desc="convergence: himmelblau", unit="optimizer"):
+        lr = HIMMELBLAU_LR[opt]
+        s, t = C.run_full(him, opt, starts, sz["steps"], backend="numba",
+                          record_every=max(1, sz["steps"] // 300), lr=lr)
+        fixed.append(s)
+        traj.append(t)
+        g = C.run(him, opt, C.grid_starts(him, sz["grid"]), 2000, backend="numba", lr=lr)
+        keep = ["problem", "optimizer", "lr", "start_0", "start_1", "minimizer_index",
+                "steps_to_target_1e-04", "diverged"]
+        basins.append(g[keep])
+        lrs = [lr * f for f in (0.1, 0.3, 1, 3, 10, 30)]
+        sens.append(C.sensitivity(him, opt, lrs, sz["sens_starts"], sz["steps"],
+                                  target=1e-4, seed=args.seed))
+    for name in tqdm([n for n in P.NAMES if n in args.problems and n != "himmelblau"],
+                     desc="convergence: other problems", unit="problem"):
+        prob = P.get(name, dim=2)
+        x0 = C.random_starts(prob, sz["problem_starts"], args.seed)
+        for opt in opts:
+            lr = HIMMELBLAU_LR[opt] if name != "goldstein_price" else HIMMELBLAU_LR[opt] * 1e-3
+            others.append(C.run(prob, opt, x0, sz["steps"], backend="numba", lr=lr,
+                                seed=args.seed))
+    summary = pd.concat(fixed + others, ignore_index=True)
+    return {"convergence": summary, "convergence_trajectories": pd.concat(traj),
+            "basins": pd.concat(basins, ignore_index=True),
+            "basin_shares": C.basin_shares(pd.concat(basins, ignore_index=True)),
+            "lr_sensitivity": pd.concat(sens, ignore_index=True),
+            "ecdf": C.ecdf(summary.assign(lr=summary["lr"]))}
+
+
+def _part_gradstats(args: argparse.Namespace) -> dict[str, pd.DataFrame]:
+    from suite.studies import gradstats as G
+
+    pairs = [("sigmoid", "xavier_normal"), ("tanh", "xavier_normal"), ("tanh", "torch_default"),
+             ("relu", "he_normal"), ("relu", "xavier_normal"), ("selu", "lecun_normal"),
+             ("gelu", "he_normal"), ("relu", "normal_0.01")]
+    depths = {"quick": [5, 10], "default": [10, 30, 50], "full": [10, 30, 50, 100]}[args.size]
+    seeds = [args.seed, args.seed + 1] if args.size != "quick" else [args.seed]
+    width = 64 if args.size == "quick" else 128
+    frames = [G.sweep([a], [i], depths, seeds, width=width, batch=64, jobs=args.jobs,
+                      dask=args.dask, progress=True) for a, i in pairs]
+    layers = pd.concat(frames, ignore_index=True)
+    return {"gradstats": layers, "gradstats_summary": G.summary(layers)}
+
+
+def _part_speed(args: argparse.Namespace) -> dict[str, pd.DataFrame]:
+    from suite import bench
+
+    size = {"quick": 1 << 20, "default": 1 << 22, "full": 1 << 24}[args.size]
+    return {"roofline": bench.roofline(size=size, threads=1, optimizers=args.optimizers,
+                                       progress=True)}
+
+
+PARTS: dict[str, PartFn] = {"crossval": _part_crossval, "convergence": _part_convergence,
+                            "gradstats": _part_gradstats, "speed": _part_speed}
 
 
 def register(name: str, fn: PartFn) -> None:
@@ -98,11 +179,17 @@ def new_run_dir(root: Path) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    unknown = [p for p in args.parts if p not in PARTS]
-    if unknown:
-        print(f"unknown part(s) {', '.join(unknown)}; expected some of {', '.join(PARTS)}",
-              file=sys.stderr)
-        return 2
+    from suite import problems
+    from suite.optim import OPTIMIZERS
+
+    for what, given, valid in (("part", args.parts, list(PARTS)),
+                               ("optimizer", args.optimizers, list(OPTIMIZERS)),
+                               ("problem", args.problems, list(problems.NAMES))):
+        unknown = [p for p in given if p not in valid]
+        if unknown:
+            print(f"unknown {what}(s) {', '.join(unknown)}; expected some of "
+                  f"{', '.join(valid)}", file=sys.stderr)
+            return 2
     root = Path(args.out)
     try:
         if args.resume:
@@ -120,7 +207,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     argv = sys.argv[1:] if args.argv is None else args.argv
     prov = provenance(argv)
-    prov["seeds"] = {"default": 0}
+    prov["seeds"] = {"seed": args.seed}
+    prov["size"] = args.size
     prov["started"] = dt.datetime.now(dt.UTC).isoformat()
     prov["parts"] = {}
     print(f"run directory: {run_dir}")
@@ -157,6 +245,10 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--optimizers", type=lambda s: s.split(","),
                    default=["sgd", "adagrad", "rmsprop", "adam", "adamw"])
     p.add_argument("--size", choices=["quick", "default", "full"], default="default")
+    p.add_argument("--problems", type=lambda s: s.split(","),
+                   default=["himmelblau", "rosenbrock", "beale", "booth", "rastrigin", "ackley",
+                            "goldstein_price", "styblinski_tang", "three_hump_camel"])
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="reports", help="parent directory of run directories")
     p.add_argument("--resume", help="an interrupted run directory to complete")
     p.add_argument("--jobs", type=int, default=2)

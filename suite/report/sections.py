@@ -6,9 +6,14 @@ from collections.abc import Callable
 
 import pandas as pd
 
+from suite.report import figures as F
 from suite.report.html import _table
 
 Frames = dict[str, pd.DataFrame]
+
+
+def _img(fig: object, alt: str) -> str:
+    return f'<figure><img alt="{alt}" src="{F.to_data_uri(fig)}"></figure>'  # type: ignore[arg-type]
 
 
 def crossval_section(frames: Frames) -> str:
@@ -20,11 +25,111 @@ def crossval_section(frames: Frames) -> str:
     if full is not None:
         n_fail = int((~full["passed"].astype(bool)).sum())
         text = (f"<p>{full['config'].nunique()} configurations, {len(full)} comparisons of "
-                f"parameters and every state entry at every step; "
+                f"parameters and every state entry at every step against torch.optim's "
+                f"for-loop, foreach and fused implementations; "
                 f"<span class='{'bad' if n_fail else ''}'>{n_fail} disagree</span>.</p>")
     return text + _table(summ, 200)
 
 
+def convergence_section(frames: Frames) -> str:
+    out = []
+    if "convergence_trajectories" in frames:
+        t = frames["convergence_trajectories"]
+        out.append(_img(F.himmelblau_contour(t), "Himmelblau contour with trajectories"))
+        out.append(_img(F.loss_vs_step(t), "suboptimality versus step"))
+    if "ecdf" in frames:
+        out.append(_img(F.ecdf_plot(frames["ecdf"]), "ECDF of steps to target"))
+    if "basins" in frames:
+        out.append(_img(F.basin_maps(frames["basins"]), "basin-of-attraction maps"))
+        shares = frames["basin_shares"].pivot_table(index=["optimizer", "lr"],
+                                                    columns="minimizer_index", values="share")
+        out.append("<h3>Basin shares (fraction of grid starts per minimum; -1 = diverged)</h3>"
+                   + _table(shares.reset_index()))
+    if "lr_sensitivity" in frames:
+        out.append(_img(F.lr_sensitivity(frames["lr_sensitivity"]), "learning-rate sensitivity"))
+    if "convergence" in frames:
+        c = frames["convergence"]
+        g = c.groupby(["problem", "optimizer", "lr"]).agg(
+            starts=("start_index", "size"),
+            success_1e_4=("steps_to_target_1e-04", lambda s: s.notna().mean()),
+            median_steps_1e_4=("steps_to_target_1e-04", "median"),
+            median_final_gap=("final_gap", "median"), diverged=("diverged", "mean"),
+        ).reset_index()
+        out.append("<h3>All problems: success rate and median steps to f - f* &lt; 1e-4 "
+                   "(first hit), median final gap (final value)</h3>" + _table(g, 200))
+    return "".join(out)
+
+
+def gradstats_section(frames: Frames) -> str:
+    if "gradstats" not in frames:
+        return ""
+    layers = frames["gradstats"]
+    out = [_img(F.grad_norms(layers), "gradient norms per layer"),
+           _img(F.factors(layers), "measured versus predicted factors"),
+           _img(F.depth_layer_heatmaps(layers), "depth by layer heatmap")]
+    if "gradstats_summary" in frames:
+        s = frames["gradstats_summary"]
+        s = s.groupby(["activation", "init", "depth"]).agg(
+            R_z=("R_z", "mean"), R_z_predicted=("R_z_predicted", "mean"),
+            verdict=("verdict", "first"), max_saturated=("max_saturated_frac", "max"),
+            max_dead=("max_dead_frac", "max")).reset_index()
+        out.append("<h3>R_z = log10(‖∂L/∂z_1‖ / ‖∂L/∂z_L‖), measured (mean over seeds) and "
+                   "predicted</h3>" + _table(s, 200))
+    return "".join(out)
+
+
+def speed_section(frames: Frames) -> str:
+    out = []
+    if "roofline" in frames:
+        r = frames["roofline"]
+        out.append(_img(F.roofline_bars(r), "roofline bars"))
+        cols = ["optimizer", "implementation", "seconds", "GB_per_s", "fraction_of_triad",
+                "speedup_vs_best_torch", "torch_threads", "numba_threads"]
+        out.append(_table(r[[c for c in cols if c in r]], 100))
+    for key in ("pytest_benchmark", "asv"):
+        if key in frames:
+            out.append(f"<h3>{key}</h3>" + _table(frames[key], 100))
+    return "".join(out)
+
+
+def comparison_section(frames: Frames) -> str:
+    """Where two or more runs are loaded: what changed between the first and the last."""
+    parts = []
+    if "roofline" in frames and frames["roofline"]["run"].nunique() > 1:
+        r = frames["roofline"]
+        runs = list(dict.fromkeys(r["run"]))
+        a = r[r.run == runs[0]].set_index(["optimizer", "implementation"])["seconds"]
+        b = r[r.run == runs[-1]].set_index(["optimizer", "implementation"])["seconds"]
+        ratio = (b / a).rename("time_ratio").reset_index()
+        ratio["change"] = ratio["time_ratio"].map(
+            lambda x: "slower" if x > 1.25 else "faster" if x < 0.8 else "within noise")
+        parts.append(f"<h3>Speed: {runs[-1]} vs {runs[0]} (beyond ±25 % counts as a change)"
+                     "</h3>" + _table(ratio, 100))
+    if "gradstats_summary" in frames and frames["gradstats_summary"]["run"].nunique() > 1:
+        s = frames["gradstats_summary"]
+        runs = list(dict.fromkeys(s["run"]))
+        k = ["activation", "init", "depth", "seed"]
+        a = s[s.run == runs[0]].set_index(k)["R_z"]
+        b = s[s.run == runs[-1]].set_index(k)["R_z"]
+        d = (b - a).rename("R_z_change").reset_index()
+        parts.append("<h3>Gradient statistics: change of R_z</h3>" +
+                     _table(d[d["R_z_change"].abs() > 1e-9], 100))
+    if "convergence" in frames and frames["convergence"]["run"].nunique() > 1:
+        c = frames["convergence"]
+        runs = list(dict.fromkeys(c["run"]))
+        k = ["problem", "optimizer", "lr", "start_index"]
+        col = "steps_to_target_1e-04"
+        a = c[c.run == runs[0]].set_index(k)[col]
+        b = c[c.run == runs[-1]].set_index(k)[col]
+        changed = (a.fillna(-1) != b.fillna(-1)).sum()
+        parts.append(f"<p>Convergence: {changed} starts changed their steps to 1e-4.</p>")
+    return "".join(parts)
+
+
 SECTIONS: list[tuple[str, Callable[[Frames], str]]] = [
     ("Cross-validation against torch.optim", crossval_section),
+    ("Convergence on test functions", convergence_section),
+    ("Gradient statistics at initialisation", gradstats_section),
+    ("Speed", speed_section),
+    ("Changes between runs", comparison_section),
 ]

@@ -57,11 +57,9 @@ def run(problem: Problem | str, optimizer: str, starts: Any, steps: int,
         backend: str = "numpy", targets: Sequence[float] = DEFAULT_TARGETS,
         schedule: Schedule | None = None, seed: int = 0, record_every: int = 0,
         dtype: str = "float64", **hyper: Any) -> pd.DataFrame:
-    """One row per start (see the module docstring); trajectories in ``frame.attrs``."""
-    summary, traj = run_full(problem, optimizer, starts, steps, backend, targets, schedule,
-                             seed, record_every, dtype, **hyper)
-    summary.attrs["trajectories"] = traj
-    return summary
+    """One row per start (see the module docstring); :func:`run_full` adds trajectories."""
+    return run_full(problem, optimizer, starts, steps, backend, targets, schedule, seed,
+                    record_every, dtype, **hyper)[0]
 
 
 def run_full(problem: Problem | str, optimizer: str, starts: Any, steps: int,
