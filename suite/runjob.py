@@ -238,6 +238,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from suite.report import html
+
+    dirs = [Path(d) for d in args.runs]
+    missing = [str(d) for d in dirs if not d.is_dir()]
+    if missing:
+        print(f"no such run directory: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    extra = {}
+    if args.benchmark_json:
+        from suite.report.load import read_benchmark_json
+
+        extra["pytest_benchmark"] = read_benchmark_json(Path(args.benchmark_json))
+    try:
+        page = html.build_report(dirs, Path(args.out), extra=extra)
+    except FileExistsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"report: {page}")
+    return 0
+
+
 def add_parsers(sub: Any) -> None:
     p = sub.add_parser("run", help="the main job: every study, one run directory, one report")
     p.add_argument("--parts", type=lambda s: [x for x in s.split(",") if x],
@@ -255,3 +277,10 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--dask", help="run sweeps on Dask: 'local' or a scheduler address")
     p.add_argument("--no-report", action="store_true")
     p.set_defaults(func=cmd_run, argv=None)
+
+    p = sub.add_parser("report", help="one HTML page from any set of run directories")
+    p.add_argument("runs", nargs="+", help="run directories (the last is compared with the "
+                   "first)")
+    p.add_argument("--out", required=True, help="the HTML file to write (never overwritten)")
+    p.add_argument("--benchmark-json", help="a pytest-benchmark JSON file to include")
+    p.set_defaults(func=cmd_report)

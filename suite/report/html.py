@@ -55,10 +55,12 @@ def load_runs(run_dirs: Sequence[Path]) -> tuple[dict[str, pd.DataFrame], list[d
     return ({k: pd.concat(v, ignore_index=True) for k, v in frames.items()}, provs, problems)
 
 
-def build_report(run_dirs: Sequence[Path], out: Path, overwrite: bool = False) -> Path:
+def build_report(run_dirs: Sequence[Path], out: Path, overwrite: bool = False,
+                 extra: dict[str, pd.DataFrame] | None = None) -> Path:
     from suite.report import sections
 
     frames, provs, problems = load_runs(run_dirs)
+    frames.update(extra or {})
     body = [f"<h1>gradsuite report</h1><p>Runs: {', '.join(_html.escape(Path(d).name) for d in run_dirs)}</p>"]
     for p in problems:
         body.append(f'<p class="warn">{_html.escape(p)}</p>')

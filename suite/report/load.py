@@ -32,6 +32,9 @@ def _atomic_write(path: Path, write: Callable[[Path], None], overwrite: bool = F
     os.close(fd)
     try:
         write(Path(tmp))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; results are ordinary files
         if not overwrite and path.exists():
             raise FileExistsError(f"{path} appeared while writing; not overwritten")
         os.replace(tmp, path)
@@ -75,3 +78,19 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         return json.loads(p.read_text())
     except (OSError, ValueError) as exc:
         raise ResultFileError(f"{p}: cannot be read ({type(exc).__name__}: {exc})") from exc
+
+
+def read_benchmark_json(path: Path) -> pd.DataFrame:
+    """A pytest-benchmark JSON file as a tidy frame (one row per benchmark, stats as columns)."""
+    doc = read_json(path)
+    try:
+        rows = []
+        for b in doc["benchmarks"]:
+            stats = {k: v for k, v in b["stats"].items() if k != "data"}
+            rows.append({"group": b.get("group"), "name": b["name"], **stats,
+                         **{f"extra_{k}": v for k, v in (b.get("extra_info") or {}).items()}})
+        frame = pd.DataFrame(rows)
+        frame["datetime"] = doc.get("datetime")
+        return frame
+    except (KeyError, TypeError) as exc:
+        raise ResultFileError(f"{path}: not a pytest-benchmark file ({exc!r})") from exc
