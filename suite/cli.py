@@ -119,6 +119,25 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if result.passed else 1
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from suite import bench
+
+    frame = bench.roofline(size=args.size, threads=args.threads, dtype=args.dtype,
+                           optimizers=args.optimizers, repeats=args.repeats,
+                           progress=not args.no_progress)
+    cols = ["optimizer", "implementation", "seconds", "bytes", "GB_per_s", "fraction_of_triad",
+            "speedup_vs_best_torch"]
+    print(f"triad bandwidth: {frame['triad_GB_per_s'].iloc[0]:.2f} GB/s; threads: torch "
+          f"{frame['torch_threads'].iloc[0]}, numba {frame.get('numba_threads', [None])[0]}; "
+          f"{args.size:,} {args.dtype} elements per step")
+    _print_frame(frame[cols])
+    if args.out:
+        from suite.report.load import write_frame
+
+        print(f"wrote {write_frame(frame, args.out)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gradsuite", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -137,6 +156,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the full frame here (.csv or .parquet)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_check_references)
+
+    p = sub.add_parser("bench", help="the roofline: optimizer steps vs streaming bandwidth")
+    p.add_argument("--size", type=int, default=1 << 23, help="elements per step")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--optimizers", type=_csv, default=["sgd", "adagrad", "rmsprop", "adam",
+                                                        "adamw"])
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--out", help="write the frame here (.csv or .parquet)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("check", help="check an optimizer (module:Class) against a reference")
     p.add_argument("optimizer", help="import path, e.g. mypackage.optim:MyAdam")

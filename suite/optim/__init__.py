@@ -28,6 +28,7 @@ __all__ = [
     "OptimizerSpec",
     "Rule",
     "from_torch_state_dict",
+    "flat_buffer",
     "get",
     "get_spec",
     "to_torch_state_dict",
@@ -140,6 +141,23 @@ class Rule:
     def torch_optimizer(self, params: Any, impl: str = "forloop") -> Any:
         """torch.optim's twin of this rule with the same hyperparameters."""
         return self.spec.torch_optimizer(params, impl, **self.hyper)
+
+
+def flat_buffer(shapes: Sequence[tuple[int, ...]], dtype: Any = np.float32
+                ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """One contiguous buffer and a view of it per shape.
+
+    Many small parameters stepped one call each pay Python and call overhead per tensor; a
+    model whose parameters are views of one buffer can be stepped as the single parameter
+    ``[flat]`` (one compiled loop over everything), with gradients in a second flat buffer.
+    """
+    sizes = [int(np.prod(s)) for s in shapes]
+    flat = np.zeros(sum(sizes), dtype=dtype)
+    views, start = [], 0
+    for shape, n in zip(shapes, sizes, strict=True):
+        views.append(flat[start:start + n].reshape(shape))
+        start += n
+    return flat, views
 
 
 def get(name: str, backend: str = "numpy", **hyper: Any) -> Rule:
