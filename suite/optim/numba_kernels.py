@@ -4,8 +4,8 @@ Same names and signatures as the NumPy reference. Each kernel makes one pass ove
 its gradient and its state, reading and writing every element once, and allocates nothing (SGD's
 momentum buffer excepted, which is created on the first step as in torch). Arithmetic follows the
 reference term for term; kernels are compiled without ``fastmath`` (which would re-associate) and
-cached on disk. Scalars are float64, so float32 arrays are updated with float64 intermediates and
-one rounding per stored value.
+cached on disk. Scalars are cast to the arrays' dtype, so float32 arrays are updated in float32
+arithmetic, one rounding per operation, as torch does (and the loops vectorise).
 
 Parameters must be C-contiguous NumPy arrays (views of a flat buffer are fine); the kernels work
 on ``p.reshape(-1)``, which is a view for such arrays.
@@ -28,15 +28,19 @@ _JIT = {"cache": True, "nogil": True, "fastmath": False, "error_model": "numpy"}
 _JIT_INLINE = {**_JIT, "inline": "always"}
 
 
-@njit(**_JIT)
-def _lerp(a: float, b: float, w: float) -> float:
+@njit(**_JIT_INLINE)
+def _lerp(a, b, w, one_minus_w):  # pragma: no cover - compiled
     if abs(w) < 0.5:
         return a + w * (b - a)
-    return b - (b - a) * (1 - w)
+    return b - (b - a) * one_minus_w
 
+
+# Every scalar argument arrives already cast to the arrays' dtype (see the wrappers below), and
+# the kernels contain no integer literals, so float32 parameters are updated in float32
+# arithmetic, as torch does, and the loops vectorise.
 
 @njit(**_JIT_INLINE)
-def sgd_kernel(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximize,
+def sgd_kernel(p, g, buf, lr, momentum, one_minus_dampening, weight_decay, nesterov, maximize,
                first):  # pragma: no cover - compiled
     for i in range(p.size):
         gi = -g[i] if maximize else g[i]
@@ -44,11 +48,10 @@ def sgd_kernel(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maxim
             gi = gi + weight_decay * p[i]
         if momentum != 0:
             if first:
-                b = gi
+                buf[i] = gi
             else:
-                b = momentum * buf[i] + (1 - dampening) * gi
-            buf[i] = b
-            b = buf[i]  # the stored (rounded) value, as torch reads it back
+                buf[i] = momentum * buf[i] + one_minus_dampening * gi
+            b = buf[i]
             gi = gi + momentum * b if nesterov else b
         p[i] = p[i] + -lr * gi
 
@@ -59,52 +62,52 @@ def adagrad_kernel(p, g, s, clr, weight_decay, eps, maximize):  # pragma: no cov
         gi = -g[i] if maximize else g[i]
         if weight_decay != 0:
             gi = gi + weight_decay * p[i]
-        s[i] = s[i] + (1 * gi) * gi
-        std = math.sqrt(s[i]) + eps
+        s[i] = s[i] + gi * gi
+        std = np.sqrt(s[i]) + eps
         p[i] = p[i] + (-clr * gi) / std
 
 
 @njit(**_JIT_INLINE)
-def rmsprop_kernel(p, g, v, ga, buf, lr, alpha, eps, weight_decay, momentum, centered,
-                   maximize):  # pragma: no cover - compiled
+def rmsprop_kernel(p, g, v, ga, buf, lr, alpha, one_minus_alpha, lerp_rest, eps, weight_decay,
+                   momentum, centered, maximize):  # pragma: no cover - compiled
     for i in range(p.size):
         gi = -g[i] if maximize else g[i]
         if weight_decay != 0:
             gi = gi + weight_decay * p[i]
-        v[i] = alpha * v[i] + ((1 - alpha) * gi) * gi
+        v[i] = alpha * v[i] + (one_minus_alpha * gi) * gi
         if centered:
-            ga[i] = _lerp(ga[i], gi, 1 - alpha)
-            a = math.sqrt(v[i] + (-1 * ga[i]) * ga[i])
+            ga[i] = _lerp(ga[i], gi, one_minus_alpha, lerp_rest)
+            a = np.sqrt(v[i] - ga[i] * ga[i])
         else:
-            a = math.sqrt(v[i])
+            a = np.sqrt(v[i])
         a = a + eps
         if momentum > 0:
-            buf[i] = momentum * buf[i] + (1 * gi) / a
+            buf[i] = momentum * buf[i] + gi / a
             p[i] = p[i] + -lr * buf[i]
         else:
             p[i] = p[i] + (-lr * gi) / a
 
 
 @njit(**_JIT_INLINE)
-def adam_kernel(p, g, m, v, vmax, lr, beta1, beta2, eps, weight_decay, amsgrad, maximize,
-                decoupled, step_size, bias_correction2_sqrt):  # pragma: no cover - compiled
+def adam_kernel(p, g, m, v, vmax, decay, one_minus_beta1, lerp_rest, beta2, one_minus_beta2, eps,
+                weight_decay, amsgrad, maximize, decoupled, step_size, bias_correction2_sqrt
+                ):  # pragma: no cover - compiled
     for i in range(p.size):
         gi = -g[i] if maximize else g[i]
         if weight_decay != 0:
             if decoupled:
-                p[i] = p[i] * (1 - lr * weight_decay)
+                p[i] = p[i] * decay
             else:
                 gi = gi + weight_decay * p[i]
-        m[i] = _lerp(m[i], gi, 1 - beta1)
-        v[i] = beta2 * v[i] + ((1 - beta2) * gi) * gi
+        m[i] = _lerp(m[i], gi, one_minus_beta1, lerp_rest)
+        v[i] = beta2 * v[i] + (one_minus_beta2 * gi) * gi
         if amsgrad:
             vi = v[i]
-            vm = vmax[i]
-            if vi > vm or vi != vi:  # torch.maximum: NaN wins
+            if vi > vmax[i] or vi != vi:  # torch.maximum: NaN wins
                 vmax[i] = vi
-            denom = math.sqrt(vmax[i]) / bias_correction2_sqrt + eps
+            denom = np.sqrt(vmax[i]) / bias_correction2_sqrt + eps
         else:
-            denom = math.sqrt(v[i]) / bias_correction2_sqrt + eps
+            denom = np.sqrt(v[i]) / bias_correction2_sqrt + eps
         p[i] = p[i] + (-step_size * m[i]) / denom
 
 
@@ -119,8 +122,9 @@ def sgd(p: np.ndarray, g: np.ndarray, st: State, *, lr: float, momentum: float,
     if first:
         st["momentum_buffer"] = np.empty_like(p)
     buf = st["momentum_buffer"] if momentum != 0 else p
-    sgd_kernel(_flat(p), _flat(g), _flat(buf), lr, momentum, dampening, weight_decay,
-               nesterov, maximize, first)
+    t = p.dtype.type
+    sgd_kernel(_flat(p), _flat(g), _flat(buf), t(lr), t(momentum), t(1 - dampening),
+               t(weight_decay), nesterov, maximize, first)
 
 
 def adagrad(p: np.ndarray, g: np.ndarray, st: State, *, lr: float, lr_decay: float,
@@ -129,7 +133,9 @@ def adagrad(p: np.ndarray, g: np.ndarray, st: State, *, lr: float, lr_decay: flo
     """Adagrad; see :func:`suite.optim.numpy_ref.adagrad` for the maths."""
     st["step"] = step = st["step"] + 1.0
     clr = lr / (1 + (step - 1) * lr_decay)
-    adagrad_kernel(_flat(p), _flat(g), _flat(st["sum"]), clr, weight_decay, eps, maximize)
+    t = p.dtype.type
+    adagrad_kernel(_flat(p), _flat(g), _flat(st["sum"]), t(clr), t(weight_decay), t(eps),
+                   maximize)
 
 
 def rmsprop(p: np.ndarray, g: np.ndarray, st: State, *, lr: float, alpha: float, eps: float,
@@ -139,8 +145,10 @@ def rmsprop(p: np.ndarray, g: np.ndarray, st: State, *, lr: float, alpha: float,
     v = st["square_avg"]
     ga = st.get("grad_avg", v)
     buf = st.get("momentum_buffer", v)
-    rmsprop_kernel(_flat(p), _flat(g), _flat(v), _flat(ga), _flat(buf), lr, alpha, eps,
-                   weight_decay, momentum, centered, maximize)
+    t = p.dtype.type
+    w = 1 - alpha
+    rmsprop_kernel(_flat(p), _flat(g), _flat(v), _flat(ga), _flat(buf), t(lr), t(alpha), t(w),
+                   t(1 - w), t(eps), t(weight_decay), t(momentum), centered, maximize)
 
 
 def adam(p: np.ndarray, g: np.ndarray, st: State, *, lr: float, betas: tuple[float, float],
@@ -153,8 +161,11 @@ def adam(p: np.ndarray, g: np.ndarray, st: State, *, lr: float, betas: tuple[flo
     bias_correction2_sqrt = (1 - beta2**step) ** 0.5
     m, v = st["exp_avg"], st["exp_avg_sq"]
     vmax = st.get("max_exp_avg_sq", v)
-    adam_kernel(_flat(p), _flat(g), _flat(m), _flat(v), _flat(vmax), lr, beta1, beta2, eps,
-                weight_decay, amsgrad, maximize, decoupled, step_size, bias_correction2_sqrt)
+    t = p.dtype.type
+    adam_kernel(_flat(p), _flat(g), _flat(m), _flat(v), _flat(vmax), t(1 - lr * weight_decay),
+                t(1 - beta1), t(1 - (1 - beta1)), t(beta2), t(1 - beta2), t(eps), t(weight_decay),
+                amsgrad,
+                maximize, decoupled, t(step_size), t(bias_correction2_sqrt))
 
 
 def adamw(p: np.ndarray, g: np.ndarray, st: State, **hyper: Any) -> None:

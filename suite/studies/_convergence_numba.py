@@ -266,14 +266,17 @@ def step_constants(name: str, hyper: dict[str, Any], lrs: np.ndarray) -> np.ndar
 @njit(cache=True, nogil=True, inline="always")
 def _opt_step(code, p, g, s1, s2, s3, first, c, h):  # pragma: no cover - compiled
     if code == 0:
-        sgd_kernel(p, g, s1, c[0], h[0], h[1], h[2], h[3] > 0, h[4] > 0, first)
+        sgd_kernel(p, g, s1, c[0], h[0], 1.0 - h[1], h[2], h[3] > 0, h[4] > 0, first)
     elif code == 1:
         adagrad_kernel(p, g, s1, c[1], h[1], h[3], h[4] > 0)
     elif code == 2:
-        rmsprop_kernel(p, g, s1, s2, s3, c[0], h[0], h[1], h[2], h[3], h[4] > 0, h[5] > 0)
+        w = 1.0 - h[0]
+        rmsprop_kernel(p, g, s1, s2, s3, c[0], h[0], w, 1.0 - w, h[1], h[2], h[3], h[4] > 0,
+                       h[5] > 0)
     else:
-        adam_kernel(p, g, s1, s2, s3, c[0], h[0], h[1], h[2], h[3], h[4] > 0, h[5] > 0,
-                    code == 4, c[1], c[2])
+        w1 = 1.0 - h[0]
+        adam_kernel(p, g, s1, s2, s3, 1.0 - c[0] * h[3], w1, 1.0 - w1, h[1], 1.0 - h[1], h[2],
+                    h[3], h[4] > 0, h[5] > 0, code == 4, c[1], c[2])
 
 
 @njit(parallel=True, cache=True)
