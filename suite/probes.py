@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
 import numpy as np
 
 Grads = list[np.ndarray | None]

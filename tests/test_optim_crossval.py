@@ -64,10 +64,10 @@ def test_full_grid(config, dtype, probe):
 
 def test_a_wrong_rule_is_caught():
     """The comparison can fail: torch's Adam against our AdamW-style decay must disagree."""
+    from suite import optim
     from suite.optim.configs import Config
     from suite.probes import PROBES
     from suite.trajectory import compare, run_rule, run_torch
-    from suite import optim
 
     rule = optim.get("adamw", backend="numpy", weight_decay=0.1)
     ours = run_rule(rule, PROBES["scaled"], 50)

@@ -13,7 +13,6 @@ on ``p.reshape(-1)``, which is a view for such arrays.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np

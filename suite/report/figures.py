@@ -11,10 +11,10 @@ import io
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
 COLORS = {"sgd": "#1f77b4", "adagrad": "#2ca02c", "rmsprop": "#d62728", "adam": "#ff7f0e",
           "adamw": "#9467bd"}

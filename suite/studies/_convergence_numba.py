@@ -302,7 +302,7 @@ def run_batch(x0, steps, pid, data, f_min, code, consts, h, targets, every,
             _gradient(pid, p, data, g)
             _opt_step(code, p, g, s1, s2, s3, t == 0, consts[t], h)
             fv = _value(pid, p, data) - f_min
-            if fv < bst:
+            if fv < bst:  # noqa: PLR1730 - NaN must not become the best value
                 bst = fv
             for k in range(targets.size):
                 if hits[i, k] < 0 and fv < targets[k]:
