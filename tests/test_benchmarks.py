@@ -136,14 +136,26 @@ def test_loss_value_and_grad(benchmark, name, impl):
     benchmark(fn)
 
 
-def test_convergence_point_steps(benchmark):
-    """Batched runner throughput: point-steps per second (extra_info) next to torch.optim."""
+@pytest.mark.parametrize("impl", ["numba", "numpy", "torch-backend", "torch.optim"])
+def test_convergence_point_steps(benchmark, impl):
+    """Batched runner throughput on Himmelblau (point-steps per second = extra_info
+    point_steps / time), next to torch.optim doing the same work on an (N, 2) parameter."""
     from suite import problems
     from suite.studies import convergence as C
 
     p = problems.get("himmelblau")
     g = C.grid_starts(p, 100)
-    C.run(p, "adam", g[:10], 10, backend="numba", lr=0.01)
-    benchmark.group = "convergence himmelblau 100x100 starts x 500 steps"
-    benchmark.extra_info.update({"point_steps": len(g) * 500})
-    benchmark(lambda: C.run(p, "adam", g, 500, backend="numba", lr=0.01))
+    steps = 200
+    if impl == "torch.optim":
+        def fn():
+            return C.torch_optim_trajectory(p, "adam", g, steps, lr=0.01)
+    else:
+        backend = {"torch-backend": "torch"}.get(impl, impl)
+
+        def fn():
+            return C.run(p, "adam", g, steps, backend=backend, lr=0.01)
+    C.run(p, "adam", g[:10], 10, backend="numba", lr=0.01)  # compile outside the timing
+    benchmark.group = f"convergence himmelblau adam {len(g)} starts x {steps} steps"
+    benchmark.extra_info.update({"point_steps": len(g) * steps,
+                                 "torch_threads": torch.get_num_threads()})
+    benchmark(fn)
