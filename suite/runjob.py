@@ -3,8 +3,9 @@
 A run directory ``reports/run-<UTC time>/`` holds one Parquet (and CSV) file per frame,
 ``provenance.json`` (versions, commit, CPU, threads, command line, seeds, start and end time) and
 ``index.html``. Nothing in an earlier run directory is ever touched; every file is written
-atomically; a part whose frames are on disk is skipped when the run is resumed with
-``--resume DIR``, so an interrupted run keeps what it finished.
+atomically. Sweeps (cross-validation, gradient statistics) checkpoint every finished cell in
+``.cells/``; ``--resume DIR`` skips parts whose frames are on disk and reruns only the
+unfinished cells of the others, so an interrupted run (Ctrl-C, kill) keeps what it finished.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def _part_crossval(args: argparse.Namespace) -> dict[str, pd.DataFrame]:
     probes = ("scaled", "model")
     dtypes = ("float64", "float32") if args.size == "full" else ("float64",)
     frame = crossval.run_table(configs, probes=probes, dtypes=dtypes, steps=200,
-                               jobs=args.jobs, dask=args.dask, progress=True)
+                               jobs=args.jobs, dask=args.dask, progress=True,
+                               checkpoint=args.run_dir / ".cells" / "crossval")
     return {"crossval": frame, "crossval_summary": crossval.summary(frame)}
 
 
@@ -107,7 +109,9 @@ def _part_gradstats(args: argparse.Namespace) -> dict[str, pd.DataFrame]:
     seeds = [args.seed, args.seed + 1] if args.size != "quick" else [args.seed]
     width = 64 if args.size == "quick" else 128
     frames = [G.sweep([a], [i], depths, seeds, width=width, batch=64, jobs=args.jobs,
-                      dask=args.dask, progress=True) for a, i in pairs]
+                      dask=args.dask, progress=True,
+                      checkpoint=args.run_dir / ".cells" / f"gradstats-{a}-{i}")
+              for a, i in pairs]
     layers = pd.concat(frames, ignore_index=True)
     return {"gradstats": layers, "gradstats_summary": G.summary(layers)}
 
@@ -212,6 +216,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     prov["started"] = dt.datetime.now(dt.UTC).isoformat()
     prov["parts"] = {}
     print(f"run directory: {run_dir}")
+    args.run_dir = run_dir
     for name in args.parts:
         if (run_dir / f"{name}.done").exists():
             print(f"[{name}] done in an earlier attempt; kept")
@@ -246,11 +251,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     if missing:
         print(f"no such run directory: {', '.join(missing)}", file=sys.stderr)
         return 2
-    extra = {}
-    if args.benchmark_json:
-        from suite.report.load import read_benchmark_json
+    from suite.report.load import ResultFileError, read_asv_results, read_benchmark_json
 
-        extra["pytest_benchmark"] = read_benchmark_json(Path(args.benchmark_json))
+    extra = {}
+    try:
+        if args.benchmark_json:
+            extra["pytest_benchmark"] = read_benchmark_json(Path(args.benchmark_json))
+    except ResultFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    asv_dir = Path(args.asv_results)
+    if asv_dir.is_dir():
+        extra["asv"] = read_asv_results(asv_dir)
     try:
         page = html.build_report(dirs, Path(args.out), extra=extra)
     except FileExistsError as exc:
@@ -283,4 +295,6 @@ def add_parsers(sub: Any) -> None:
                    "first)")
     p.add_argument("--out", required=True, help="the HTML file to write (never overwritten)")
     p.add_argument("--benchmark-json", help="a pytest-benchmark JSON file to include")
+    p.add_argument("--asv-results", default=".asv/results",
+                   help="asv results directory to include when present (default .asv/results)")
     p.set_defaults(func=cmd_report)

@@ -12,9 +12,12 @@ order, whatever order they finished in.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import pickle
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 Row = dict[str, Any]
@@ -90,14 +93,46 @@ def _iter_dask(fn: Callable[[Any], list[Row]], cells: Sequence[Any], address: st
 
 
 def run_cells(fn: Callable[[Any], list[Row]], cells: Sequence[Any], jobs: int = 1,
-              dask: str | None = None, progress: str | None = None) -> list[Row]:
-    """All rows of all cells, in cell order."""
+              dask: str | None = None, progress: str | None = None,
+              checkpoint: Path | None = None) -> list[Row]:
+    """All rows of all cells, in cell order.
+
+    With ``checkpoint`` (a directory), each finished cell's rows are written there at once,
+    atomically, as ``cell-<index>.pkl``, and cells already there are loaded instead of run:
+    an interrupted sweep resumes where it stopped. A checkpoint that cannot be read is run
+    again.
+    """
     results: dict[int, list[Row]] = {}
-    it = iter_cells(fn, cells, jobs, dask)
+    todo = list(range(len(cells)))
+    if checkpoint is not None:
+        checkpoint.mkdir(parents=True, exist_ok=True)
+        key = hashlib.sha256(repr(list(cells)).encode()).hexdigest()
+        key_file = checkpoint / "cells.key"
+        if key_file.exists() and key_file.read_text() != key:
+            raise ValueError(f"{checkpoint} holds cells of a different sweep; resume with the "
+                             "same options, or start a new run")
+        _write_atomic(key_file, key.encode())
+        for i in list(todo):
+            f = checkpoint / f"cell-{i}.pkl"
+            if f.exists():
+                try:
+                    results[i] = pickle.loads(f.read_bytes())
+                    todo.remove(i)
+                except (pickle.UnpicklingError, EOFError, ValueError, TypeError):
+                    pass
+    it = ((todo[k], rows) for k, rows in iter_cells(fn, [cells[i] for i in todo], jobs, dask))
     if progress:
         from tqdm.auto import tqdm
 
-        it = tqdm(it, total=len(cells), desc=progress, unit="cell")
+        it = tqdm(it, total=len(todo), desc=progress, unit="cell")
     for i, rows in it:
         results[i] = rows
+        if checkpoint is not None:
+            _write_atomic(checkpoint / f"cell-{i}.pkl", pickle.dumps(rows))
     return [row for i in range(len(cells)) for row in results[i]]
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

@@ -130,3 +130,54 @@ def test_dask_gives_the_same_frame_as_the_process_pool():
     local = G.sweep(*args, width=16, batch=8, jobs=2)
     dask = G.sweep(*args, width=16, batch=8, dask="local")
     pd.testing.assert_frame_equal(local, dask)
+
+
+def test_interrupted_sweep_resumes_from_its_cells(tmp_path, monkeypatch):
+    from suite import sweep
+
+    calls = []
+    stop = {"at": 3}
+
+    def cell(x):
+        calls.append(x)
+        if x == stop["at"]:
+            raise KeyboardInterrupt  # the run is stopped while this cell runs
+        return [{"x": x, "y": x * x}]
+
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_cells(cell, [0, 1, 2, 3, 4], checkpoint=tmp_path / "c")
+    assert sorted(p.name for p in (tmp_path / "c").glob("cell-*.pkl")) == [
+        "cell-0.pkl", "cell-1.pkl", "cell-2.pkl"]
+    calls.clear()
+    stop["at"] = None
+    rows = sweep.run_cells(cell, [0, 1, 2, 3, 4], checkpoint=tmp_path / "c")
+    assert calls == [3, 4]  # finished cells were not run again
+    assert [r["y"] for r in rows] == [0, 1, 4, 9, 16]
+    with pytest.raises(ValueError, match="cells of a different sweep"):
+        sweep.run_cells(cell, [5, 6], checkpoint=tmp_path / "c")
+
+
+def test_asv_results_in_the_report(run_dir, tmp_path):
+    import json
+
+    from suite.report.load import read_asv_results
+
+    mdir = tmp_path / "asv" / "mymachine"
+    mdir.mkdir(parents=True)
+    for i, (sha, val) in enumerate((("a" * 40, 1e-3), ("b" * 40, 2e-3))):
+        doc = {"commit_hash": sha, "date": 1_700_000_000_000 + i * 86_400_000,
+               "result_columns": ["result", "params"],
+               "results": {"bench_optim.OptimizerStep.time_step": [[val, val / 2],
+                                                                   [["'adam'"], ["1", "2"]]]}}
+        (mdir / f"{sha[:8]}-env.json").write_text(json.dumps(doc))
+    (mdir / "broken-env.json").write_text("{not json")
+    frame = read_asv_results(tmp_path / "asv")
+    assert len(frame) == 4
+    assert set(frame["params"]) == {"'adam', 1", "'adam', 2"}
+    assert any("broken-env.json" in p for p in frame.attrs["problems"])
+    out = tmp_path / "with-asv.html"
+    assert main(["report", str(run_dir), "--out", str(out), "--asv-results",
+                 str(tmp_path / "asv")]) == 0
+    page = out.read_text()
+    assert "asv results, commit bbbbbbbb (2 commit(s) in the history)" in page
+    assert 'alt="asv history"' in page

@@ -168,11 +168,11 @@ def centred_condition(ref: Trajectory) -> np.ndarray:
 def run_table(configs: Iterable[Config] = CONFIGS, probes: Sequence[str] = DEFAULT_PROBES,
               dtypes: Sequence[str] = ("float64", "float32"), steps: int = 200,
               backends: Sequence[str] = BACKENDS, jobs: int = 1, dask: str | None = None,
-              progress: bool = False) -> pd.DataFrame:
+              progress: bool = False, checkpoint: Any = None) -> pd.DataFrame:
     """The agreement table for ``configs`` x ``probes`` x ``dtypes`` x backends x torch impls."""
     cells = [(c, p, d, steps, tuple(backends)) for c in configs for p in probes for d in dtypes]
     rows = run_cells(_cell, cells, jobs=jobs, dask=dask,
-                     progress="cross-validation" if progress else None)
+                     progress="cross-validation" if progress else None, checkpoint=checkpoint)
     return pd.DataFrame(rows)
 
 

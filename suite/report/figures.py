@@ -182,3 +182,18 @@ def roofline_bars(roof: pd.DataFrame) -> Figure:
                  f"{roof['torch_threads'].iloc[0]} thread(s)")
     ax.legend(fontsize=7, ncol=3)
     return fig
+
+
+def asv_history(asv: pd.DataFrame) -> Figure:
+    """Each time_* benchmark's value per commit (one line per parameter combination)."""
+    sub = asv[asv["benchmark"].str.contains(".time_") & asv["value"].notna()]
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for (bench, params), s in sub.groupby(["benchmark", "params"]):
+        s = s.sort_values("date")
+        ax.plot(s["date"], s["value"], marker="o", lw=1,
+                label=f"{bench.split('.')[-2]} {params}"[:60])
+    ax.set(yscale="log", xlabel="commit date", ylabel="seconds per call (log scale)",
+           title="asv: time per call across commits")
+    if len(sub.groupby(["benchmark", "params"])) <= 12:
+        ax.legend(fontsize=6)
+    return fig

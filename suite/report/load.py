@@ -94,3 +94,36 @@ def read_benchmark_json(path: Path) -> pd.DataFrame:
         return frame
     except (KeyError, TypeError) as exc:
         raise ResultFileError(f"{path}: not a pytest-benchmark file ({exc!r})") from exc
+
+
+def read_asv_results(results_dir: Path) -> pd.DataFrame:
+    """asv's results (``results_dir/<machine>/<commit>-<env>.json``) as a tidy frame: one row
+    per machine x commit x benchmark x parameter combination. Unreadable files are skipped
+    with their names in the ``problems`` attribute of the frame."""
+    import itertools
+
+    rows: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for f in sorted(Path(results_dir).glob("*/*.json")):
+        if f.name in ("machine.json", "benchmarks.json"):
+            continue
+        try:
+            doc = json.loads(f.read_text())
+            cols = doc["result_columns"]
+            for name, entry in doc["results"].items():
+                rec = dict(zip(cols, entry, strict=False))
+                values = rec.get("result")
+                params = rec.get("params") or []
+                combos = list(itertools.product(*params)) if params else [()]
+                if not isinstance(values, list):
+                    values = [values]
+                for combo, value in zip(combos, values, strict=False):
+                    rows.append({"machine": f.parent.name, "commit": doc["commit_hash"][:8],
+                                 "date": pd.to_datetime(doc["date"], unit="ms"),
+                                 "benchmark": name, "params": ", ".join(combo),
+                                 "value": value})
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            problems.append(f"{f}: cannot be read ({type(exc).__name__}: {exc})")
+    frame = pd.DataFrame(rows)
+    frame.attrs["problems"] = problems
+    return frame

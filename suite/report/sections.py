@@ -86,9 +86,20 @@ def speed_section(frames: Frames) -> str:
         cols = ["optimizer", "implementation", "seconds", "GB_per_s", "fraction_of_triad",
                 "speedup_vs_best_torch", "torch_threads", "numba_threads"]
         out.append(_table(r[[c for c in cols if c in r]], 100))
-    for key in ("pytest_benchmark", "asv"):
-        if key in frames:
-            out.append(f"<h3>{key}</h3>" + _table(frames[key], 100))
+    if "pytest_benchmark" in frames:
+        pb = frames["pytest_benchmark"]
+        cols = [c for c in ("group", "name", "median", "iqr", "rounds", "extra_size",
+                            "extra_torch_threads") if c in pb]
+        out.append("<h3>pytest-benchmark (median seconds per call, by group)</h3>"
+                   + _table(pb[cols].sort_values(["group", "median"]), 300))
+    if "asv" in frames and len(frames["asv"]):
+        a = frames["asv"]
+        if a["commit"].nunique() > 1:
+            out.append(_img(F.asv_history(a), "asv history"))
+        latest = a[a["date"] == a["date"].max()]
+        out.append(f"<h3>asv results, commit {latest['commit'].iloc[0]} "
+                   f"({a['commit'].nunique()} commit(s) in the history)</h3>"
+                   + _table(latest[["benchmark", "params", "value"]], 300))
     return "".join(out)
 
 

@@ -200,11 +200,13 @@ def _cell(args: tuple[Any, ...]) -> list[dict[str, Any]]:
 
 def sweep(activations_: Sequence[str], inits: Sequence[str], depths: Sequence[int],
           seeds: Sequence[int], width: int = 128, batch: int = 64, backend: str = "torch",
-          jobs: int = 1, dask: str | None = None, progress: bool = False) -> pd.DataFrame:
+          jobs: int = 1, dask: str | None = None, progress: bool = False,
+          checkpoint: Any = None) -> pd.DataFrame:
     """The grid activations x inits x depths x seeds as independent cells (see suite.sweep)."""
     from suite.sweep import run_cells
 
     cells = [(a, i, d, width, batch, s, backend) for a in activations_ for i in inits
              for d in depths for s in seeds]
     return pd.DataFrame(run_cells(_cell, cells, jobs=jobs, dask=dask,
-                                  progress="gradient statistics" if progress else None))
+                                  progress="gradient statistics" if progress else None,
+                                  checkpoint=checkpoint))
