@@ -181,3 +181,25 @@ def test_asv_results_in_the_report(run_dir, tmp_path):
     page = out.read_text()
     assert "asv results, commit bbbbbbbb (2 commit(s) in the history)" in page
     assert 'alt="asv history"' in page
+
+
+def test_page_renders_in_headless_chromium(run_dir, tmp_path):
+    """Where Chromium is installed: the page renders, and the screenshot is not blank."""
+    import shutil
+    import subprocess
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("headless Chromium is not installed (apt-get install chromium)")
+    shot = tmp_path / "page.png"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1300,3000",
+                    f"--screenshot={shot}", (run_dir / "index.html").as_uri()],
+                   check=True, capture_output=True, timeout=120)
+    import matplotlib.image as mpimg
+
+    img = mpimg.imread(shot)
+    assert img.shape[0] >= 3000
+    assert img.std() > 0.05  # text, tables and figures, not an empty page
