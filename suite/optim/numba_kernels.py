@@ -91,13 +91,14 @@ def rmsprop_kernel(p, g, v, ga, buf, lr, alpha, one_minus_alpha, lerp_rest, eps,
 def adam_kernel(p, g, m, v, vmax, decay, one_minus_beta1, lerp_rest, beta2, one_minus_beta2, eps,
                 weight_decay, amsgrad, maximize, decoupled, step_size, bias_correction2_sqrt
                 ):  # pragma: no cover - compiled
+    coupled = weight_decay != 0 and not decoupled  # one flag per branch: nested
+    shrink = weight_decay != 0 and decoupled       # branches stopped the loop vectorising
     for i in range(p.size):
         gi = -g[i] if maximize else g[i]
-        if weight_decay != 0:
-            if decoupled:
-                p[i] = p[i] * decay
-            else:
-                gi = gi + weight_decay * p[i]
+        if shrink:
+            p[i] = p[i] * decay
+        if coupled:
+            gi = gi + weight_decay * p[i]
         m[i] = _lerp(m[i], gi, one_minus_beta1, lerp_rest)
         v[i] = beta2 * v[i] + (one_minus_beta2 * gi) * gi
         if amsgrad:
