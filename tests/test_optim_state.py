@@ -129,3 +129,21 @@ def test_numba_step_allocates_nothing(name):
     finally:
         tracemalloc.stop()
     assert numpy_peak > 8_000_000
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_torch_backend_on_cuda_matches_torch_optim(name):
+    """On a GPU: our torch backend on CUDA against torch.optim's CUDA implementations."""
+    from suite.probes import PROBES
+    from suite.trajectory import compare, run_rule, run_torch
+
+    rule = optim.get(name, backend="torch", **HYPER[name])
+    ours = run_rule(rule, PROBES["scaled"], 200, "float64", device="cuda")
+    for impl in rule.spec.torch_impls():
+        ref = run_torch(lambda p, impl=impl: rule.torch_optimizer(p, impl), {},
+                        PROBES["scaled"], 200, "float64", device="cuda")
+        assert ref.error is None, ref.error
+        bad = [r for r in compare(ours, ref, 1e-12) if r.first_bad_step is not None]
+        assert not bad, (impl, bad[:3])
