@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from suite.backends import check_backend
+from suite.backends import check_array, check_backend
 
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
@@ -248,19 +248,7 @@ def _check_params(spec: ActivationSpec, params: dict[str, Any]) -> dict[str, Any
 
 
 def _check_input(x: Any, backend: str, what: str = "input") -> None:
-    if backend == "torch":
-        import torch
-
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"{what} is a {type(x).__name__}; the torch backend expects a tensor")
-        if not x.is_floating_point():
-            raise TypeError(f"{what} has dtype {x.dtype}; expected a floating dtype")
-        return
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"{what} is a {type(x).__name__}; the {backend} backend expects "
-                        "numpy.ndarray")
-    if x.dtype not in (np.float32, np.float64):
-        raise TypeError(f"{what} has dtype {x.dtype}; expected float32 or float64")
+    check_array(x, backend, what)
 
 
 @dataclass(frozen=True)

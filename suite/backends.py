@@ -1,4 +1,4 @@
-"""Backend names, availability and conversion between NumPy arrays and torch tensors.
+"""Backend names, the checks every kernel applies to its inputs, and conversion to tensors.
 
 Three backends implement every kernel in gradsuite:
 
@@ -9,14 +9,12 @@ Three backends implement every kernel in gradsuite:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 BACKENDS: tuple[str, ...] = ("numpy", "numba", "torch")
-FLOAT_DTYPES_NUMPY = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def check_backend(backend: str) -> str:
@@ -24,28 +22,6 @@ def check_backend(backend: str) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
     return backend
-
-
-def cuda_available() -> bool:
-    import torch
-
-    return bool(torch.cuda.is_available())
-
-
-def devices() -> list[str]:
-    """Devices the torch backend can run on here."""
-    return ["cpu", "cuda"] if cuda_available() else ["cpu"]
-
-
-def to_numpy(x: Any) -> np.ndarray:
-    """A NumPy copy (or view, on CPU) of an array or tensor."""
-    if isinstance(x, np.ndarray):
-        return x
-    import torch
-
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
 
 
 def to_torch(x: Any, device: str = "cpu") -> Any:
@@ -56,14 +32,24 @@ def to_torch(x: Any, device: str = "cpu") -> Any:
     return torch.from_numpy(np.ascontiguousarray(x)).to(device)
 
 
-def check_hyper_finite(name: str, value: float) -> None:
-    if not math.isfinite(value):
-        raise ValueError(f"Invalid {name} value: {value} (expected a finite number)")
+def check_array(x: Any, backend: str, what: str,
+                numpy_dtypes: Sequence[str] = ("float32", "float64")) -> None:
+    """``x`` is an array of ``backend``'s kind with a floating dtype it supports."""
+    if backend == "torch":
+        import torch
 
-
-def describe(x: Any) -> str:
-    shape = tuple(getattr(x, "shape", ()))
-    return f"{type(x).__name__}(shape={shape}, dtype={getattr(x, 'dtype', '?')})"
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{what} is a {type(x).__name__}; the torch backend expects "
+                            "torch.Tensor")
+        if not x.is_floating_point():
+            raise TypeError(f"{what} has dtype {x.dtype}; expected a floating dtype")
+        return
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{what} is a {type(x).__name__}; the {backend} backend expects "
+                        "numpy.ndarray")
+    if x.dtype.name not in numpy_dtypes:
+        raise TypeError(f"{what} has dtype {x.dtype}; the {backend} backend supports "
+                        f"{', '.join(numpy_dtypes)}")
 
 
 def check_pairs(params: Sequence[Any], grads: Sequence[Any]) -> None:

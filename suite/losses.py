@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from suite import activations
-from suite.backends import check_backend
+from suite.backends import check_array, check_backend
 
 REDUCTIONS = ("mean", "sum", "none")
 _BCE_EPS = float(np.float32(1e-12))
@@ -238,20 +238,7 @@ NAMES = tuple(LOSSES)
 
 
 def _check_pair(input: Any, target: Any, backend: str, name: str) -> None:
-    if backend == "torch":
-        import torch
-
-        if not isinstance(input, torch.Tensor):
-            raise TypeError(f"input is a {type(input).__name__}; the torch backend expects a "
-                            "tensor")
-        if not input.is_floating_point():
-            raise TypeError(f"input has dtype {input.dtype}; expected a floating dtype")
-    else:
-        if not isinstance(input, np.ndarray):
-            raise TypeError(f"input is a {type(input).__name__}; the {backend} backend expects "
-                            "numpy.ndarray")
-        if input.dtype not in (np.float32, np.float64):
-            raise TypeError(f"input has dtype {input.dtype}; expected float32 or float64")
+    check_array(input, backend, "input")
     if name in ("cross_entropy", "nll", "entropy"):
         if input.ndim not in (1, 2):
             raise ValueError(f"{name}: input has shape {tuple(input.shape)}; expected (N, C) "

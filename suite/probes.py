@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from suite.activations import sigmoid
+
 Grads = list[np.ndarray | None]
 
 
@@ -121,19 +123,14 @@ def _init_model(rng: np.random.Generator) -> list[np.ndarray]:
             rng.uniform(-0.5, 0.5, (1, 3)), rng.uniform(-0.5, 0.5, (1,)), np.array(0.3)]
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore"):  # exp(-z) = inf gives the correct limit 0
-        return 1.0 / (1.0 + np.exp(-z))
-
-
 def model_loss_and_grads(params: Sequence[np.ndarray]) -> tuple[float, list[np.ndarray]]:
     """Mean squared error of the 2-3-1 sigmoid network plus 0.1·c², and its gradient.
 
     Backpropagation written out (delta rule) in float64; the tests check it against autograd.
     """
     w1, b1, w2, b2, c = (np.asarray(p, dtype=np.float64) for p in params)
-    h = _sigmoid(_X @ w1.T + b1)
-    s = _sigmoid(h @ w2.T + b2)
+    h = sigmoid(_X @ w1.T + b1)
+    s = sigmoid(h @ w2.T + b2)
     out = s + c
     n = _X.shape[0]
     loss = float(np.mean((out - _Y) ** 2) + 0.1 * c**2)

@@ -98,36 +98,32 @@ def _as_float64(value: Any) -> np.ndarray:
     return np.asarray(value, dtype=np.float64)
 
 
+def _converter(backend: str, dtype: str, device: str) -> Callable[[np.ndarray], Any]:
+    """float64 NumPy values -> the backend's arrays in ``dtype`` (tensors on ``device``)."""
+    if backend == "torch":
+        import torch
+
+        tdt = getattr(torch, dtype)
+        return lambda a: torch.tensor(a, dtype=tdt, device=device)
+
+    def conv(a: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore"):  # float64 values beyond float32 become inf
+            return np.array(a, dtype=dtype, order="C")
+
+    return conv
+
+
 def run_rule(rule: Any, probe: Probe, steps: int, dtype: str = "float64",
              device: str = "cpu") -> Trajectory:
     """Run a gradsuite rule (any backend) over ``probe`` for ``steps`` steps and record it."""
     rec = _Recorder(steps)
     p64 = probe.initial_params()
-    if rule.backend == "torch":
-        import torch
-
-        tdt = getattr(torch, dtype)
-        params: list[Any] = [torch.tensor(p, dtype=tdt, device=device) for p in p64]
-
-        def to_np(x: Any) -> np.ndarray:
-            return np.asarray(x.detach().cpu().double().numpy())
-
-        def conv(g: np.ndarray) -> Any:
-            return torch.tensor(g, dtype=tdt, device=device)
-    else:
-        params = [np.array(p, dtype=dtype, order="C") for p in p64]
-
-        def to_np(x: Any) -> np.ndarray:
-            return np.asarray(x, dtype=np.float64)
-
-        def conv(g: np.ndarray) -> Any:
-            with np.errstate(over="ignore"):  # float64 values beyond float32 become inf
-                return np.array(g, dtype=dtype, order="C")
-
+    conv = _converter(rule.backend, dtype, device)
+    params = [conv(p) for p in p64]
     state = rule.init(params)
     _record(rec, 0, params, state)
     for t in range(steps):
-        grads = probe.grad_at(t, [to_np(p) for p in params])
+        grads = probe.grad_at(t, [_as_float64(p) for p in params])
         rec.grads.append(grads)
         try:
             rule.step(params, [None if g is None else conv(g) for g in grads], state)
@@ -149,17 +145,7 @@ def run_rule_lockstep(rule: Any, ref: Trajectory, dtype: str = "float64",
     """
     rec = _Recorder(ref.steps)
     n = sum(q.startswith("param[") for q in ref.values)
-    if rule.backend == "torch":
-        import torch
-
-        tdt = getattr(torch, dtype)
-
-        def conv(a: np.ndarray) -> Any:
-            return torch.tensor(a, dtype=tdt, device=device)
-    else:
-        def conv(a: np.ndarray) -> Any:
-            with np.errstate(over="ignore"):
-                return np.array(a, dtype=dtype, order="C")
+    conv = _converter(rule.backend, dtype, device)
 
     keyed: list[list[tuple[str, str]]] = [[] for _ in range(n)]
     for q in ref.values:

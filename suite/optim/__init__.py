@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from suite.backends import check_backend, check_pairs
+from suite.backends import check_array, check_backend, check_pairs
 from suite.optim import numpy_ref
 from suite.optim.spec import ALIASES, OPTIMIZERS, OptimizerSpec, alias_defaults, get_spec
 
@@ -65,21 +65,9 @@ class Rule:
         return self.spec.name
 
     def _check_param(self, i: int, p: Any, what: str = "parameter") -> None:
+        check_array(p, self.backend, f"{what} {i}", _NUMPY_DTYPES.get(self.backend, ()))
         if self.backend == "torch":
-            import torch
-
-            if not isinstance(p, torch.Tensor):
-                raise TypeError(f"{what} {i} is a {type(p).__name__}; the torch backend "
-                                "expects torch.Tensor")
-            if not p.is_floating_point():
-                raise TypeError(f"{what} {i} has dtype {p.dtype}; expected a floating dtype")
             return
-        if not isinstance(p, np.ndarray):
-            raise TypeError(f"{what} {i} is a {type(p).__name__}; the {self.backend} backend "
-                            "expects numpy.ndarray")
-        if p.dtype.name not in _NUMPY_DTYPES[self.backend]:
-            raise TypeError(f"{what} {i} has dtype {p.dtype}; the {self.backend} backend "
-                            f"supports {', '.join(_NUMPY_DTYPES[self.backend])}")
         if self.backend == "numba" and not p.flags.c_contiguous:
             raise ValueError(f"{what} {i} is not C-contiguous; the numba backend updates "
                              "arrays in place through a flat view (use np.ascontiguousarray)")
