@@ -2,16 +2,25 @@
 
 ``roofline(size, threads)`` measures, in one process and one run:
 
-1. the STREAM triad ``a = b + s·c`` (compiled with Numba, the same thread count), counting
-   3 arrays x itemsize bytes per element, as STREAM does;
+1. the STREAM triad ``a = b + s·c`` (compiled with Numba, the same thread count). STREAM counts
+   3 arrays x itemsize bytes per element; but ``a`` is only written, so the cache first reads
+   each of its lines (write-allocate) and the memory actually moves 4 arrays. The roofline
+   uses the bytes actually moved (``triad_GB_per_s``) and also reports STREAM's figure
+   (``triad_stream_GB_per_s``). As a cross-check it measures an in-place update ``a = a + s·b``
+   (``update_GB_per_s``: 3 arrays, no write-allocate since every written line was read), which
+   is the access pattern of an optimizer step; the two agree to within a few per cent here.
 2. for each optimizer, a step of one large tensor (``size`` elements, far beyond the caches) by
    each implementation: ours (``numba``, ``numpy``, ``torch`` backend) and torch.optim's
    ``forloop``, ``foreach`` and (where it exists) ``fused``.
 
 For each it reports the bytes a step must move (every parameter, gradient and state array read
-once, and parameter and state written once), the achieved GB/s, the fraction of the triad
-bandwidth, and the speedup over torch's fastest CPU implementation of the same step.
-Timings are medians of ``repeats`` after a warm-up; the thread counts are set and recorded.
+once, and parameter and state written once; in-place, so no write-allocate traffic), the
+achieved GB/s, the fraction of the triad bandwidth, the speedup over torch's fastest CPU
+implementation of the same step, and the peak memory a step allocates beyond what exists before
+it, in units of the parameter's size (``temporaries``: 0 for a fused loop, 1 per full-size
+temporary array; measured from the kernel's peak-RSS counter after the timings, see
+:func:`peak_extra_bytes`). Timings are medians of ``repeats`` after a warm-up; the thread counts
+are set and recorded.
 """
 
 from __future__ import annotations
@@ -50,6 +59,12 @@ def _triad(a, b, c, s):  # pragma: no cover - compiled
         a[i] = b[i] + s * c[i]
 
 
+@njit(parallel=True, cache=True)
+def _update(a, b, s):  # pragma: no cover - compiled
+    for i in prange(a.size):
+        a[i] = a[i] + s * b[i]
+
+
 def _median_time(fn: Callable[[], Any], repeats: int, min_time: float = 0.02) -> float:
     fn()
     t0 = time.perf_counter()
@@ -65,12 +80,55 @@ def _median_time(fn: Callable[[], Any], repeats: int, min_time: float = 0.02) ->
     return float(np.median(samples))
 
 
-def triad_bandwidth(size: int, dtype: str = "float32", repeats: int = 7) -> float:
-    """Bytes per second of the triad (3 · itemsize bytes per element)."""
+def triad_bandwidth(size: int, dtype: str = "float32", repeats: int = 7) -> dict[str, float]:
+    """Bytes per second of the triad and of the in-place update (see the module docstring).
+
+    Keys: ``triad`` (4 arrays moved: b, c read, a write-allocated and written), ``triad_stream``
+    (STREAM's convention, 3 arrays), ``update`` (a read and written, b read: 3 arrays).
+    """
     a, b, c = (np.ones(size, dtype=dtype) for _ in range(3))
     s = np.dtype(dtype).type(1.0001)
-    t = _median_time(lambda: _triad(a, b, c, s), repeats)
-    return 3 * a.itemsize * size / t
+    t_triad = _median_time(lambda: _triad(a, b, c, s), repeats)
+    t_update = _median_time(lambda: _update(a, b, np.dtype(dtype).type(1e-30)), repeats)
+    nbytes = a.itemsize * size
+    return {"triad": 4 * nbytes / t_triad, "triad_stream": 3 * nbytes / t_triad,
+            "update": 3 * nbytes / t_update}
+
+
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+def peak_extra_bytes(fn: Callable[[], Any]) -> float:
+    """Peak resident memory ``fn()`` adds beyond what is resident before it (bytes; NaN where
+    Linux's counters are unavailable).
+
+    Resets the kernel's peak-RSS mark (``/proc/self/clear_refs``, "5"), runs ``fn`` and reads
+    ``VmHWM - VmRSS(before)``. This sees every allocator (NumPy's, torch's, Numba's), because
+    glibc is first told to serve every block of 64 KiB or more with a fresh ``mmap`` (fixed
+    ``M_MMAP_THRESHOLD``): otherwise a temporary freed by an earlier step is recycled from the
+    heap without touching new pages and would go unseen. That setting stays for the rest of
+    the process (glibc offers no way back), so call this after any timing.
+    """
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, 1 << 16)
+
+        def status(key: str) -> int:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith(key):
+                        return int(line.split()[1]) * 1024
+            raise OSError(key)
+
+        fn()  # state created lazily on a first step is not a temporary
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        before = status("VmRSS:")
+        fn()
+        return float(status("VmHWM:") - before)
+    except OSError:
+        return float("nan")
 
 
 def _step_fns(name: str, size: int, dtype: str) -> dict[str, Callable[[], Any]]:
@@ -102,6 +160,13 @@ def _step_fns(name: str, size: int, dtype: str) -> dict[str, Callable[[], Any]]:
     return fns
 
 
+def _threads_now() -> dict[str, int]:
+    import numba
+    import torch
+
+    return {"torch_threads": torch.get_num_threads(), "numba_threads": numba.get_num_threads()}
+
+
 def roofline(size: int = 1 << 23, threads: int = 1, dtype: str = "float32",
              optimizers: Sequence[str] = tuple(BENCH_HYPER), repeats: int = 7,
              progress: bool = False) -> pd.DataFrame:
@@ -115,15 +180,27 @@ def roofline(size: int = 1 << 23, threads: int = 1, dtype: str = "float32",
 
         it = tqdm(optimizers, desc="roofline", unit="optimizer")
     itemsize = np.dtype(dtype).itemsize
+    steps = {}
     for name in it:
         nbytes = bytes_per_element(name, BENCH_HYPER[name], itemsize) * size
-        times = {impl: _median_time(fn, repeats) for impl, fn in _step_fns(name, size,
-                                                                            dtype).items()}
+        fns = _step_fns(name, size, dtype)
+        steps[name] = fns
+        times = {impl: _median_time(fn, repeats) for impl, fn in fns.items()}
         best_torch = min(t for k, t in times.items() if k.startswith("torch.optim"))
         for impl, t in times.items():
             rows.append({"optimizer": name, "implementation": impl, "dtype": dtype,
                          "size": size, "seconds": t, "bytes": nbytes,
-                         "GB_per_s": nbytes / t / 1e9, "triad_GB_per_s": bw / 1e9,
-                         "fraction_of_triad": nbytes / t / bw,
+                         "GB_per_s": nbytes / t / 1e9, "triad_GB_per_s": bw["triad"] / 1e9,
+                         "triad_stream_GB_per_s": bw["triad_stream"] / 1e9,
+                         "update_GB_per_s": bw["update"] / 1e9,
+                         "fraction_of_triad": nbytes / t / bw["triad"],
                          "speedup_vs_best_torch": best_torch / t, **got})
-    return pd.DataFrame(rows)
+    after = _threads_now()
+    if any(after.get(k) != v for k, v in got.items()):
+        raise RuntimeError(f"thread counts changed during the measurement: set {got}, "
+                           f"now {after}; the timings are not for {threads} thread(s)")
+    frame = pd.DataFrame(rows)
+    # memory last: peak_extra_bytes changes the allocator's policy for the rest of the process
+    frame["temporaries"] = [peak_extra_bytes(steps[r.optimizer][r.implementation])
+                            / (size * itemsize) for r in frame.itertuples()]
+    return frame

@@ -126,8 +126,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
                            optimizers=args.optimizers, repeats=args.repeats,
                            progress=not args.no_progress)
     cols = ["optimizer", "implementation", "seconds", "bytes", "GB_per_s", "fraction_of_triad",
-            "speedup_vs_best_torch"]
-    print(f"triad bandwidth: {frame['triad_GB_per_s'].iloc[0]:.2f} GB/s; threads: torch "
+            "speedup_vs_best_torch", "temporaries"]
+    r0 = frame.iloc[0]
+    print(f"triad bandwidth: {r0['triad_GB_per_s']:.2f} GB/s counting the write-allocate read "
+          f"(STREAM's count: {r0['triad_stream_GB_per_s']:.2f}); in-place update "
+          f"{r0['update_GB_per_s']:.2f} GB/s")
+    print(f"threads: torch "
           f"{frame['torch_threads'].iloc[0]}, numba {frame.get('numba_threads', [None])[0]}; "
           f"{args.size:,} {args.dtype} elements per step")
     _print_frame(frame[cols])

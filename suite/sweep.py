@@ -24,11 +24,16 @@ Row = dict[str, Any]
 
 
 def set_threads(n: int = 1) -> dict[str, int]:
-    """Pin torch's intra-op pool (and Numba's, when loaded) to ``n`` threads; return them."""
+    """Pin torch's intra-op pool and Numba's to ``n`` threads; return the counts read back.
+
+    Numba goes first: starting its threading layer (``omp`` here) sets the OpenMP runtime's
+    thread count, which torch shares, back to ``NUMBA_NUM_THREADS``. Pinning torch before that
+    left ``torch.get_num_threads()`` at 2 after asking for 1, and fused torch.optim steps
+    silently ran on two cores.
+    """
     import torch
 
-    torch.set_num_threads(n)
-    out = {"torch_threads": torch.get_num_threads()}
+    out: dict[str, int] = {}
     try:
         import numba
 
@@ -36,6 +41,8 @@ def set_threads(n: int = 1) -> dict[str, int]:
         out["numba_threads"] = numba.get_num_threads()
     except ImportError:  # pragma: no cover - numba is a dependency
         pass
+    torch.set_num_threads(n)
+    out["torch_threads"] = torch.get_num_threads()
     return out
 
 

@@ -159,3 +159,28 @@ def test_convergence_point_steps(benchmark, impl):
     benchmark.extra_info.update({"point_steps": len(g) * steps,
                                  "torch_threads": torch.get_num_threads()})
     benchmark(fn)
+
+
+def test_set_threads_holds_after_numba_starts_its_pool():
+    """Numba's OpenMP layer resets the runtime's thread count (shared with torch) when it
+    starts; set_threads must leave both at the requested count afterwards. Run in a fresh
+    interpreter with Numba's default pool size, where the fault showed (torch at 2)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numpy as np, numba, torch\n"
+            "from suite.sweep import set_threads\n"
+            "got = set_threads(1)\n"
+            "@numba.njit(parallel=True)\n"
+            "def f(a):\n"
+            "    for i in numba.prange(a.size):\n"
+            "        a[i] += 1\n"
+            "f(np.ones(64))\n"
+            "print(got['torch_threads'], torch.get_num_threads(), numba.get_num_threads())\n")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS")}
+    env["NUMBA_NUM_THREADS"] = "2"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=120, check=True).stdout.split()
+    assert out == ["1", "1", "1"], out

@@ -37,54 +37,71 @@ def _lerp(a, b, w, one_minus_w):  # pragma: no cover - compiled
 # Every scalar argument arrives already cast to the arrays' dtype (see the wrappers below), and
 # the kernels contain no integer literals, so float32 parameters are updated in float32
 # arithmetic, as torch does, and the loops vectorise.
+#
+# Each loop body loads every element it needs into locals first, computes, and stores last.
+# The arithmetic is the same term for term, but the compiler cannot prove that ``p``, ``g`` and
+# the state arrays do not overlap, so a store to one array in the middle of the body forces
+# later loads of the others to wait behind it (and re-load values just stored). Loading first
+# made the Adam step on 8M float32 elements 1.4x faster (19 -> 13.6 ns per 8 elements).
+# Arrays that alias one another (the wrappers pass ``v`` for an absent state array) are only
+# ever read or written on the branch that uses them.
 
 @njit(**_JIT_INLINE)
 def sgd_kernel(p, g, buf, lr, momentum, one_minus_dampening, weight_decay, nesterov, maximize,
                first):  # pragma: no cover - compiled
     for i in range(p.size):
+        pi = p[i]
         gi = -g[i] if maximize else g[i]
         if weight_decay != 0:
-            gi = gi + weight_decay * p[i]
+            gi = gi + weight_decay * pi
         if momentum != 0:
             if first:
-                buf[i] = gi
+                b = gi
             else:
-                buf[i] = momentum * buf[i] + one_minus_dampening * gi
-            b = buf[i]
+                b = momentum * buf[i] + one_minus_dampening * gi
+            buf[i] = b
             gi = gi + momentum * b if nesterov else b
-        p[i] = p[i] + -lr * gi
+        p[i] = pi + -lr * gi
 
 
 @njit(**_JIT_INLINE)
 def adagrad_kernel(p, g, s, clr, weight_decay, eps, maximize):  # pragma: no cover - compiled
     for i in range(p.size):
+        pi = p[i]
+        si = s[i]
         gi = -g[i] if maximize else g[i]
         if weight_decay != 0:
-            gi = gi + weight_decay * p[i]
-        s[i] = s[i] + gi * gi
-        std = np.sqrt(s[i]) + eps
-        p[i] = p[i] + (-clr * gi) / std
+            gi = gi + weight_decay * pi
+        si = si + gi * gi
+        std = np.sqrt(si) + eps
+        s[i] = si
+        p[i] = pi + (-clr * gi) / std
 
 
 @njit(**_JIT_INLINE)
 def rmsprop_kernel(p, g, v, ga, buf, lr, alpha, one_minus_alpha, lerp_rest, eps, weight_decay,
                    momentum, centered, maximize):  # pragma: no cover - compiled
     for i in range(p.size):
+        pi = p[i]
+        vi = v[i]
         gi = -g[i] if maximize else g[i]
         if weight_decay != 0:
-            gi = gi + weight_decay * p[i]
-        v[i] = alpha * v[i] + (one_minus_alpha * gi) * gi
+            gi = gi + weight_decay * pi
+        vi = alpha * vi + (one_minus_alpha * gi) * gi
         if centered:
-            ga[i] = _lerp(ga[i], gi, one_minus_alpha, lerp_rest)
-            a = np.sqrt(v[i] - ga[i] * ga[i])
+            gai = _lerp(ga[i], gi, one_minus_alpha, lerp_rest)
+            a = np.sqrt(vi - gai * gai)
+            ga[i] = gai
         else:
-            a = np.sqrt(v[i])
+            a = np.sqrt(vi)
+        v[i] = vi
         a = a + eps
         if momentum > 0:
-            buf[i] = momentum * buf[i] + gi / a
-            p[i] = p[i] + -lr * buf[i]
+            b = momentum * buf[i] + gi / a
+            buf[i] = b
+            p[i] = pi + -lr * b
         else:
-            p[i] = p[i] + (-lr * gi) / a
+            p[i] = pi + (-lr * gi) / a
 
 
 @njit(**_JIT_INLINE)
@@ -94,21 +111,27 @@ def adam_kernel(p, g, m, v, vmax, decay, one_minus_beta1, lerp_rest, beta2, one_
     coupled = weight_decay != 0 and not decoupled  # one flag per branch: nested
     shrink = weight_decay != 0 and decoupled       # branches stopped the loop vectorising
     for i in range(p.size):
+        pi = p[i]
+        mi = m[i]
+        vi = v[i]
         gi = -g[i] if maximize else g[i]
         if shrink:
-            p[i] = p[i] * decay
+            pi = pi * decay
         if coupled:
-            gi = gi + weight_decay * p[i]
-        m[i] = _lerp(m[i], gi, one_minus_beta1, lerp_rest)
-        v[i] = beta2 * v[i] + (one_minus_beta2 * gi) * gi
+            gi = gi + weight_decay * pi
+        mi = _lerp(mi, gi, one_minus_beta1, lerp_rest)
+        vi = beta2 * vi + (one_minus_beta2 * gi) * gi
         if amsgrad:
-            vi = v[i]
-            if vi > vmax[i] or vi != vi:  # torch.maximum: NaN wins
-                vmax[i] = vi
-            denom = np.sqrt(vmax[i]) / bias_correction2_sqrt + eps
+            vm = vmax[i]
+            if vi > vm or vi != vi:  # torch.maximum: NaN wins
+                vm = vi
+            vmax[i] = vm
+            denom = np.sqrt(vm) / bias_correction2_sqrt + eps
         else:
-            denom = np.sqrt(v[i]) / bias_correction2_sqrt + eps
-        p[i] = p[i] + (-step_size * m[i]) / denom
+            denom = np.sqrt(vi) / bias_correction2_sqrt + eps
+        m[i] = mi
+        v[i] = vi
+        p[i] = pi + (-step_size * mi) / denom
 
 
 def _flat(x: np.ndarray) -> np.ndarray:

@@ -84,7 +84,7 @@ def speed_section(frames: Frames) -> str:
         r = frames["roofline"]
         out.append(_img(F.roofline_bars(r), "roofline bars"))
         cols = ["optimizer", "implementation", "seconds", "GB_per_s", "fraction_of_triad",
-                "speedup_vs_best_torch", "torch_threads", "numba_threads"]
+                "speedup_vs_best_torch", "temporaries", "torch_threads", "numba_threads"]
         out.append(_table(r[[c for c in cols if c in r]], 100))
     if "pytest_benchmark" in frames:
         pb = frames["pytest_benchmark"]
