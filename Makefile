@@ -30,6 +30,14 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pytest --benchmark-only $(ARGS)
 
+# asv over the last few commits (COMMITS=range overrides), then the HTML in .asv/html.
+# forkserver: 2.5-3.5x faster than spawn; compare peakmem_ only within one launch method.
+COMMITS ?= HEAD~3..HEAD
+asv: $(STAMP)
+	$(BIN)/asv machine --yes
+	$(BIN)/asv run --launch-method forkserver --show-stderr $(COMMITS)
+	$(BIN)/asv publish
+
 lint: $(STAMP)
 	$(BIN)/ruff check suite tests benchmarks
 	$(BIN)/mypy

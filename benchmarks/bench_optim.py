@@ -1,59 +1,124 @@
-"""Optimizer steps: ours (numpy, numba, torch backend) and torch.optim's implementations."""
+"""Optimizer steps, activations: ours (numpy, numba, torch backend) next to torch's own.
+
+Threads: 1 for torch and Numba (``common.py`` sets the environment before anything imports
+them, and ``pin_threads`` pins them again in every ``setup``).
+"""
 
 import numpy as np
 
 from .common import need, pin_threads
 
-IMPLS = ["numba", "numpy", "torch-backend", "torch-forloop", "torch-foreach", "torch-fused"]
+IMPLS = ["numba", "numpy", "torch-backend", "torch.optim-forloop", "torch.optim-foreach",
+         "torch.optim-fused"]
 HYPER = {"sgd": {"lr": 1e-3, "momentum": 0.9}, "adagrad": {}, "rmsprop": {}, "adam": {},
          "adamw": {}}
+#: the many-small-tensors case: 300 tensors of mixed shapes (63,000 elements)
+MANY = [(int(a), int(b)) for a, b in np.random.default_rng(0).integers(1, 64, (300, 2))]
+
+
+def _step(name, impl, shapes, warm=True):
+    """A zero-argument step of ``impl`` on float32 tensors of ``shapes``; with ``warm``, one step
+    is taken first (state created, Numba compiled), else Numba is compiled on a tiny tensor and
+    the first call creates the state."""
+    optim = need("suite.optim", "get")
+    if impl.startswith("torch.optim-"):
+        import torch
+
+        spec = optim.get_spec(name)
+        kind = impl.split("-", 1)[1]
+        if kind == "fused" and not spec.fused_on_cpu:
+            raise NotImplementedError("no fused implementation in torch")
+        params = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
+        for p in params:
+            p.grad = torch.randn(p.shape) * 1e-3
+        opt = spec.torch_optimizer(params, kind, **HYPER[name])
+        if warm:
+            opt.step()
+        return opt.step
+    backend = "torch" if impl == "torch-backend" else impl
+    rule = optim.get(name, backend=backend, **HYPER[name])
+    if backend == "torch":
+        import torch
+
+        p = [torch.randn(s) for s in shapes]
+        g = [torch.randn(s) * 1e-3 for s in shapes]
+    elif len(shapes) > 1 and backend == "numba":  # one kernel over a flat buffer
+        if not hasattr(optim, "flat_buffer"):
+            raise NotImplementedError("suite.optim.flat_buffer not available at this commit")
+        pf, _ = optim.flat_buffer(shapes)
+        pf[:] = np.random.default_rng(0).standard_normal(pf.size)
+        p, g = [pf], [(np.random.default_rng(1).standard_normal(pf.size) * 1e-3)
+                      .astype(np.float32)]
+    else:
+        rng = np.random.default_rng(0)
+        p = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+        g = [(rng.standard_normal(s) * 1e-3).astype(np.float32) for s in shapes]
+    st = rule.init(p)
+    if warm:
+        rule.step(p, g, st)
+    elif backend == "numba":  # compile outside the measurement, on a tiny tensor
+        tiny = [np.zeros(8, np.float32)]
+        tst = rule.init(tiny)
+        rule.step(tiny, [np.ones(8, np.float32)], tst)
+    return lambda: rule.step(p, g, st)
 
 
 class OptimizerStep:
-    params = (list(HYPER), [10_000, 1_000_000], IMPLS)
+    """One step on one 1e6-element tensor, and on 300 small tensors of mixed shapes."""
+
+    params = (list(HYPER), ["1000000", "300 tensors"], IMPLS)
     param_names = ["optimizer", "size", "implementation"]
+    # one round of 3-15 samples (asv's default is two rounds in separate processes): 60
+    # combinations x 2 rounds took most of a commit's run time; medians moved < 5 % here
+    rounds = 1
+    repeat = (3, 15, 1.0)
 
     def setup(self, name, size, impl):
         pin_threads()
-        optim = need("suite.optim", "get")
-        if impl.startswith("torch-") and impl != "torch-backend":
-            import torch
-
-            spec = optim.get_spec(name)
-            kind = impl.split("-", 1)[1]
-            if kind == "fused" and not spec.fused_on_cpu:
-                raise NotImplementedError("no fused implementation in torch")
-            p = torch.nn.Parameter(torch.randn(size))
-            p.grad = torch.randn(size) * 1e-3
-            self.opt = spec.torch_optimizer([p], kind, **HYPER[name])
-            self.fn = self.opt.step
-        else:
-            backend = "torch" if impl == "torch-backend" else impl
-            rule = optim.get(name, backend=backend, **HYPER[name])
-            if backend == "torch":
-                import torch
-
-                p, g = [torch.randn(size)], [torch.randn(size) * 1e-3]
-            else:
-                rng = np.random.default_rng(0)
-                p = [rng.standard_normal(size).astype(np.float32)]
-                g = [(rng.standard_normal(size) * 1e-3).astype(np.float32)]
-            st = rule.init(p)
-            rule.step(p, g, st)  # compile and create state outside the timing
-            self.fn = lambda: rule.step(p, g, st)
-        self.fn()
+        self.fn = _step(name, impl, MANY if size == "300 tensors" else [(int(size),)])
 
     def time_step(self, name, size, impl):
         self.fn()
 
-    def peakmem_step(self, name, size, impl):
+
+class StepMemory:
+    """Memory of a step on 2**23 float32 elements (32 MiB per array), large enough that a
+    temporary the size of the parameter stands out of the interpreter's own ~300 MB.
+
+    ``peakmem_setup`` is the baseline (parameter and gradient allocated, nothing stepped);
+    ``peakmem_step`` adds three steps: the difference is the state the first step creates plus
+    any temporaries. ``track_temporaries`` measures the temporaries directly, in units of the
+    parameter's size (0 for a fused loop), with ``suite.bench.peak_extra_bytes``.
+    """
+
+    params = (list(HYPER), ["numba", "numpy", "torch.optim-foreach", "torch.optim-fused"])
+    param_names = ["optimizer", "implementation"]
+    size = 1 << 23
+    timeout = 120
+
+    def setup(self, name, impl):
+        pin_threads()
+        self.fn = _step(name, impl, [(self.size,)], warm=False)
+
+    def peakmem_setup(self, name, impl):
+        pass
+
+    def peakmem_step(self, name, impl):
         for _ in range(3):
             self.fn()
+
+    def track_temporaries(self, name, impl):
+        bench = need("suite.bench", "peak_extra_bytes")
+        return bench.peak_extra_bytes(self.fn) / (4 * self.size)
+
+    track_temporaries.unit = "parameter sizes"
 
 
 class Activations:
     params = (["sigmoid", "tanh", "relu", "gelu", "softmax"], ["numpy", "numba", "torch"])
     param_names = ["activation", "backend"]
+    rounds = 1
+    repeat = (3, 15, 1.0)
 
     def setup(self, name, backend):
         pin_threads()

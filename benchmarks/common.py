@@ -4,10 +4,20 @@ Benchmarks run against older commits too: anything a commit lacks raises NotImpl
 in ``setup``, which asv records as skipped, instead of breaking discovery of the whole suite.
 """
 
+import contextlib
 import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+
+# Import the heavy modules once, at discovery: under ``--launch-method forkserver`` every
+# benchmark process is forked from a server that already holds them (torch, Numba and the
+# package take ~3 s to import, longer than most benchmarks run). Guarded, so that a commit
+# lacking one of them still discovers every benchmark; ``need`` then skips what is missing.
+for _mod in ("torch", "numba", "suite.optim", "suite.activations", "suite.bench",
+             "suite.studies.convergence", "suite.studies.gradstats"):
+    with contextlib.suppress(Exception):  # a failure here only means "skip it later"
+        __import__(_mod)
 
 
 def pin_threads():

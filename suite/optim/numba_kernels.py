@@ -55,10 +55,7 @@ def sgd_kernel(p, g, buf, lr, momentum, one_minus_dampening, weight_decay, neste
         if weight_decay != 0:
             gi = gi + weight_decay * pi
         if momentum != 0:
-            if first:
-                b = gi
-            else:
-                b = momentum * buf[i] + one_minus_dampening * gi
+            b = gi if first else momentum * buf[i] + one_minus_dampening * gi
             buf[i] = b
             gi = gi + momentum * b if nesterov else b
         p[i] = pi + -lr * gi
