@@ -202,15 +202,19 @@ def _softmax_rows(x, out, log):  # pragma: no cover - compiled
         for j in range(m):
             mx = max(mx, x[i, j])
         s = 0.0
-        for j in range(m):
-            s += math.exp(x[i, j] - mx)
         if log:
+            for j in range(m):
+                s += math.exp(x[i, j] - mx)
             ls = math.log(s)
             for j in range(m):
                 out[i, j] = (x[i, j] - mx) - ls
-        else:
+        else:  # exp once per element (it is a scalar libm call), kept in out, then scaled
             for j in range(m):
-                out[i, j] = math.exp(x[i, j] - mx) / s
+                e = math.exp(x[i, j] - mx)
+                out[i, j] = e
+                s += e
+            for j in range(m):
+                out[i, j] = out[i, j] / s
 
 
 @njit(cache=True)

@@ -27,6 +27,13 @@ def _threads():
     return set_threads(1)
 
 
+def _threads_now():
+    """The thread counts read back when the benchmark is set up (recorded in extra_info)."""
+    import numba
+
+    return {"torch_threads": torch.get_num_threads(), "numba_threads": numba.get_num_threads()}
+
+
 def _ours(name, backend, shapes, flat):
     rng = np.random.default_rng(0)
     rule = optim.get(name, backend=backend, **HYPER[name])
@@ -71,7 +78,7 @@ def test_optimizer_step(benchmark, name, size, impl):
     benchmark.group = f"step {name} size={size}"
     benchmark.extra_info.update({"size": size, "tensors": len(shapes),
                                  "elements": int(sum(np.prod(s) for s in shapes)),
-                                 "torch_threads": torch.get_num_threads(),
+                                 **_threads_now(),
                                  "flat_buffer": size == "many" and impl == "numba",
                                  "dtype": "float32"})
     benchmark(fn)
@@ -103,7 +110,7 @@ def test_activation_forward_backward(benchmark, name, impl):
             act.backward(ax, ady)
     fn()
     benchmark.group = f"activation {name} forward+backward n={n}"
-    benchmark.extra_info.update({"size": n, "torch_threads": torch.get_num_threads()})
+    benchmark.extra_info.update({"size": n, **_threads_now()})
     benchmark(fn)
 
 
@@ -132,7 +139,7 @@ def test_loss_value_and_grad(benchmark, name, impl):
             loss.grad(ax, at)
     fn()
     benchmark.group = f"loss {name} value+grad 10000x100"
-    benchmark.extra_info.update({"size": x.size, "torch_threads": torch.get_num_threads()})
+    benchmark.extra_info.update({"size": x.size, **_threads_now()})
     benchmark(fn)
 
 
@@ -157,7 +164,7 @@ def test_convergence_point_steps(benchmark, impl):
     C.run(p, "adam", g[:10], 10, backend="numba", lr=0.01)  # compile outside the timing
     benchmark.group = f"convergence himmelblau adam {len(g)} starts x {steps} steps"
     benchmark.extra_info.update({"point_steps": len(g) * steps,
-                                 "torch_threads": torch.get_num_threads()})
+                                 **_threads_now()})
     benchmark(fn)
 
 
