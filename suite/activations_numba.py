@@ -73,7 +73,7 @@ def tanh_b(x, dy):  # pragma: no cover - compiled
 # relu
 @vectorize(_SIG1, **_OPTS)
 def relu_f(x):  # pragma: no cover - compiled
-    if x != x:  # NaN propagates
+    if x != x:  # noqa: PLR0124 - NaN propagates (math.isnan is not a select)
         return x
     return x if x > 0 else 0.0
 

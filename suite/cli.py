@@ -95,8 +95,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
         try:
             configs = json.loads(args.configs)
-            assert isinstance(configs, list) and all(isinstance(c, dict) for c in configs)
-        except (ValueError, AssertionError):
+            if not (isinstance(configs, list) and all(isinstance(c, dict) for c in configs)):
+                raise ValueError(args.configs)
+        except ValueError:
             print(f"error: --configs must be a JSON list of objects, got {args.configs!r}",
                   file=sys.stderr)
             return 2
@@ -105,7 +106,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
         opt([torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))],
             **spec.resolve(**(configs[0] if configs else {})))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure of the user's class is reported
         print(f"error: {args.optimizer} raised on construction: {type(exc).__name__}: {exc}",
               file=sys.stderr)
         return 2

@@ -14,6 +14,7 @@ quantities with torch autograd on the same weights, for checking.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -145,7 +146,7 @@ def init_weights(widths: Sequence[int], init: str, rng: np.random.Generator,
         raise ValueError(f"unknown initialisation {init!r}; expected one of "
                          f"{', '.join(INITS)}")
     ws, bs = [], []
-    for n_in, n_out in zip(widths[:-1], widths[1:], strict=True):
+    for n_in, n_out in itertools.pairwise(widths):
         ws.append(INITS[init](n_in, n_out, rng).astype(dtype))
         bs.append(np.zeros(n_out, dtype=dtype))
     return ws, bs

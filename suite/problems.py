@@ -7,8 +7,8 @@
 Values and gradients are written once for NumPy arrays and torch tensors (the tests check every
 gradient against autograd); :mod:`suite.studies.convergence` compiles Numba twins for its
 batched runner. Minimisers are given to 16 digits (Himmelblau's usual 6-digit values leave
-f ≈ 1e-11). Where a function has very many local minima (Rastrigin, Ackley, Styblinski–Tang)
-only the global minimiser is listed; three-hump camel and Goldstein–Price list their local
+f ≈ 1e-11). Where a function has very many local minima (Rastrigin, Ackley, Styblinski-Tang)
+only the global minimiser is listed; three-hump camel and Goldstein-Price list their local
 minima after the global one. ``noisy(problem, sigma)`` adds seeded Gaussian noise to gradients.
 """
 

@@ -153,7 +153,7 @@ def provenance(argv: list[str]) -> dict[str, Any]:
         import cpuinfo  # type: ignore[import-untyped]
 
         cpu = cpuinfo.get_cpu_info().get("brand_raw", platform.processor())
-    except Exception:
+    except Exception:  # noqa: BLE001 - provenance is best effort (py-cpuinfo optional)
         cpu = platform.processor() or platform.machine()
     return {
         "schema_version": 1,

@@ -127,7 +127,7 @@ def run_rule(rule: Any, probe: Probe, steps: int, dtype: str = "float64",
         rec.grads.append(grads)
         try:
             rule.step(params, [None if g is None else conv(g) for g in grads], state)
-        except Exception as exc:  # the run's failure is part of the result
+        except Exception as exc:  # noqa: BLE001 - the run's failure is part of the result
             return rec.finish(f"{type(exc).__name__}: {exc}", t + 1)
         _record(rec, t + 1, params, state)
     return rec.finish()
@@ -154,7 +154,7 @@ def run_rule_lockstep(rule: Any, ref: Trajectory, dtype: str = "float64",
             keyed[int(idx)].append((key, q))
     for i in range(n):
         rec.add(0, f"param[{i}]", ref.values[f"param[{i}]"][0])
-        for key, q in keyed[i]:
+        for _key, q in keyed[i]:
             if ref.present[q][0]:
                 rec.add(0, q, ref.values[q][0])
     steps = min(ref.steps, len(ref.grads))
@@ -171,7 +171,7 @@ def run_rule_lockstep(rule: Any, ref: Trajectory, dtype: str = "float64",
         grads = [None if g is None else conv(g) for g in ref.grads[t]]
         try:
             rule.step(params, grads, state)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the run's failure is part of the result
             return rec.finish(f"{type(exc).__name__}: {exc}", t + 1)
         _record(rec, t + 1, params, state)
     return rec.finish()
@@ -230,7 +230,7 @@ def run_torch(factory: OptimizerFactory, hyper: dict[str, Any], probe: Probe, st
         kwargs["lr"] = torch.tensor(kwargs["lr"])
     try:
         opt = factory(params, **kwargs)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a failing constructor is part of the result
         return rec.finish(f"construction failed: {type(exc).__name__}: {exc}", 0)
     _record_torch(rec, 0, params, opt)
     for t in range(steps):
@@ -240,7 +240,7 @@ def run_torch(factory: OptimizerFactory, hyper: dict[str, Any], probe: Probe, st
             p.grad = None if g is None else torch.tensor(g, dtype=tdt, device=device)
         try:
             opt.step()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the run's failure is part of the result
             return rec.finish(f"{type(exc).__name__}: {exc}", t + 1)
         _record_torch(rec, t + 1, params, opt)
     return rec.finish()

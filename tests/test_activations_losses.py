@@ -91,11 +91,11 @@ def test_nan_propagates_and_bad_input(backend):
         x = np.array([[np.nan, 1.0, -1.0]])
         y = np.asarray(act.forward(_conv(backend, x)))
         assert np.isnan(y[0, 0])
-    with pytest.raises(ValueError, match="unknown activation 'sigmoidd'.*tanh"):
+    with pytest.raises(ValueError, match=r"unknown activation 'sigmoidd'.*tanh"):
         A.get("sigmoidd")
     with pytest.raises(TypeError, match=r"dtype (torch\.)?int64"):
         A.get("relu", backend=backend).forward(_conv(backend, np.arange(3)))
-    with pytest.raises(TypeError, match="unknown parameter.*slope.*negative_slope"):
+    with pytest.raises(TypeError, match=r"unknown parameter.*slope.*negative_slope"):
         A.get("leaky_relu", slope=0.1)
     with pytest.raises(ValueError, match="approximate='fast'"):
         A.get("gelu", approximate="fast")
@@ -197,7 +197,7 @@ def test_loss_errors():
         ce.value(np.zeros((2, 5)), np.array([0, 1, 2]))
     with pytest.raises(ValueError, match="between 0 and 1"):
         L.get("binary_cross_entropy").value(np.array([1.5]), np.array([1.0]))
-    with pytest.raises(ValueError, match="unknown loss 'hinge'.*mse"):
+    with pytest.raises(ValueError, match=r"unknown loss 'hinge'.*mse"):
         L.get("hinge")
     with pytest.raises(ValueError, match="reduction='avg'"):
         L.get("mse").value(np.zeros(2), np.zeros(2), "avg")

@@ -131,7 +131,7 @@ def test_bad_input_and_divergence():
     p = P.get("himmelblau")
     with pytest.raises(ValueError, match=r"needs \(n_starts, 2\)"):
         C.run(p, "adam", np.zeros((3, 3)), 10)
-    with pytest.raises(ValueError, match="unknown problem 'himmelblau2'.*rosenbrock"):
+    with pytest.raises(ValueError, match=r"unknown problem 'himmelblau2'.*rosenbrock"):
         P.get("himmelblau2")
     with pytest.raises(ValueError, match="unknown optimizer"):
         C.run(p, "adamx", np.zeros((1, 2)), 10)

@@ -35,7 +35,7 @@ def test_mlp_errors():
     ws, bs = mlp.init_weights([3, 4, 2], "he_normal", rng)
     with pytest.raises(ValueError, match="layer 2 takes 5 inputs but layer 1 has 4 outputs"):
         mlp.MLP([ws[0], rng.standard_normal((2, 5))], bs)
-    with pytest.raises(ValueError, match="unknown initialisation 'he'.*he_normal"):
+    with pytest.raises(ValueError, match=r"unknown initialisation 'he'.*he_normal"):
         mlp.init_weights([3, 4], "he", rng)
     net = mlp.MLP(ws, bs, "relu")
     with pytest.raises(ValueError, match=r"input has shape \(2, 4\); expected \(batch, 3\)"):

@@ -40,7 +40,7 @@ def test_rejects_what_torch_rejects(name, hyper):
     spec = OPTIMIZERS[name]
     with pytest.raises(ValueError):  # noqa: PT011 - torch's own messages vary
         spec.torch_class()([torch.zeros(2, requires_grad=True)], **hyper)
-    with pytest.raises(ValueError, match="Invalid|Nesterov") as info:
+    with pytest.raises(ValueError, match=r"Invalid|Nesterov") as info:
         optim.get(name, **hyper)
     bad_key = next(iter(hyper)) if len(hyper) == 1 else "nesterov"
     assert bad_key.split("[")[0].rstrip("s") in str(info.value).lower().replace(" ", "_") \
@@ -55,11 +55,11 @@ def test_non_finite_hyperparameters_rejected(value):
 
 
 def test_unknown_names_and_types():
-    with pytest.raises(ValueError, match="unknown optimizer 'adamx'.*sgd"):
+    with pytest.raises(ValueError, match=r"unknown optimizer 'adamx'.*sgd"):
         optim.get("adamx")
-    with pytest.raises(ValueError, match="unknown backend 'jax'.*numpy"):
+    with pytest.raises(ValueError, match=r"unknown backend 'jax'.*numpy"):
         optim.get("adam", backend="jax")
-    with pytest.raises(TypeError, match="unknown hyperparameter.*momentumm.*valid"):
+    with pytest.raises(TypeError, match=r"unknown hyperparameter.*momentumm.*valid"):
         optim.get("sgd", momentumm=0.9)
     with pytest.raises(TypeError, match="amsgrad"):
         optim.get("adam", amsgrad="yes")
@@ -88,7 +88,7 @@ def test_bad_params_and_grads(backend):
     state = rule.init(params)
     with pytest.raises(ValueError, match=r"gradient 1 has shape \(4,\).*\(2, 2\)"):
         rule.step(params, [np.zeros(3), np.zeros(4)], state)
-    with pytest.raises(ValueError, match="gradient 0 has dtype float32.*float64"):
+    with pytest.raises(ValueError, match=r"gradient 0 has dtype float32.*float64"):
         rule.step(params, [np.zeros(3, np.float32), np.zeros((2, 2))], state)
     with pytest.raises(ValueError, match="2 parameters but 1 gradients"):
         rule.step(params, [np.zeros(3)], state)
@@ -104,7 +104,7 @@ def test_numba_rejects_non_contiguous_params():
 
 
 def test_torch_backend_rejects_numpy_params():
-    with pytest.raises(TypeError, match="expects torch.Tensor"):
+    with pytest.raises(TypeError, match=r"expects torch\.Tensor"):
         optim.get("sgd", backend="torch").init([np.zeros(3)])
 
 

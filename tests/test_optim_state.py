@@ -87,11 +87,11 @@ def test_from_state_dict_rejects_mismatches():
     opt = torch.optim.Adam([p], lr=0.02)
     p.grad = torch.ones(3)
     opt.step()
-    with pytest.raises(ValueError, match="lr=0.02 but the rule has lr=0.01"):
+    with pytest.raises(ValueError, match=r"lr=0\.02 but the rule has lr=0\.01"):
         optim.from_torch_state_dict(rule, opt.state_dict(), [np.zeros(3)])
     opt2 = torch.optim.SGD([p], lr=0.01, momentum=0.9)
     opt2.step()
-    with pytest.raises(ValueError, match="unexpected entries.*momentum_buffer"):
+    with pytest.raises(ValueError, match=r"unexpected entries.*momentum_buffer"):
         optim.from_torch_state_dict(rule, {**opt2.state_dict(),
                                            "param_groups": [dict(rule.hyper, params=[0])]},
                                     [np.zeros(3)])

@@ -50,14 +50,15 @@ def test_html_is_self_contained_and_complete(run_dir):
         assert alt
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "http://" not in page and "https://" not in page  # opens from disk, no server
+    assert "http://" not in page  # opens from disk, no server
+    assert "https://" not in page
     assert 'class="warn"' not in page
 
 
 def test_never_overwrites_and_reports_bad_files(run_dir, tmp_path):
     with pytest.raises(FileExistsError, match="never overwritten"):
         write_frame(pd.DataFrame({"a": [1]}), run_dir / "crossval.parquet")
-    with pytest.raises(ValueError, match="unsupported results format '.xlsx'"):
+    with pytest.raises(ValueError, match=r"unsupported results format '\.xlsx'"):
         write_frame(pd.DataFrame({"a": [1]}), tmp_path / "x.xlsx")
     # a corrupted frame and an old schema: named in the report, the rest still shown
     broken = tmp_path / "run-broken"
@@ -66,7 +67,7 @@ def test_never_overwrites_and_reports_bad_files(run_dir, tmp_path):
         (broken / f.name).write_bytes(f.read_bytes())
     (broken / "roofline.parquet").write_bytes(b"PAR1 not really parquet")
     (broken / "provenance.json").write_text('{"schema_version": 0}')
-    with pytest.raises(ResultFileError, match="roofline.parquet: cannot be read"):
+    with pytest.raises(ResultFileError, match=r"roofline\.parquet: cannot be read"):
         read_frame(broken / "roofline.parquet")
     out = html.build_report([broken], tmp_path / "r.html")
     page = out.read_text()

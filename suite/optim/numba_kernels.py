@@ -120,7 +120,7 @@ def adam_kernel(p, g, m, v, vmax, decay, one_minus_beta1, lerp_rest, beta2, one_
         vi = beta2 * vi + (one_minus_beta2 * gi) * gi
         if amsgrad:
             vm = vmax[i]
-            if vi > vm or vi != vi:  # torch.maximum: NaN wins
+            if vi > vm or vi != vi:  # noqa: PLR0124 - torch.maximum: NaN wins
                 vm = vi
             vmax[i] = vm
             denom = np.sqrt(vm) / bias_correction2_sqrt + eps

@@ -86,7 +86,7 @@ def basin_maps(basins: pd.DataFrame) -> Figure:
     cmap = ListedColormap(["#222222", *MINIMA_COLORS[:4]])
     for ax, opt in zip(axes[0], opts, strict=True):
         sub = basins[basins["optimizer"] == opt]
-        n = int(round(np.sqrt(len(sub))))
+        n = round(np.sqrt(len(sub)))
         img = sub["minimizer_index"].to_numpy().reshape(n, n) + 1
         lo, hi = sub["start_0"].min(), sub["start_0"].max()
         ax.imshow(img, origin="lower", extent=(lo, hi, lo, hi), cmap=cmap, vmin=0, vmax=4,

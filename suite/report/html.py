@@ -23,7 +23,7 @@ img{max-width:100%} h2{border-bottom:2px solid #ddd;padding-bottom:.2em}
 def _table(df: pd.DataFrame, max_rows: int = 60) -> str:
     shown = df.head(max_rows)
     out = shown.to_html(index=False, float_format=lambda x: f"{x:.3g}", border=0,
-                        na_rep="–", escape=True)
+                        na_rep="-", escape=True)
     if len(df) > max_rows:
         out += f"<p>({len(df) - max_rows} more rows in the run's files)</p>"
     return out
@@ -62,12 +62,11 @@ def build_report(run_dirs: Sequence[Path], out: Path, overwrite: bool = False,
     frames, provs, problems = load_runs(run_dirs)
     frames.update(extra or {})
     body = [f"<h1>gradsuite report</h1><p>Runs: {', '.join(_html.escape(Path(d).name) for d in run_dirs)}</p>"]
-    for p in problems:
-        body.append(f'<p class="warn">{_html.escape(p)}</p>')
+    body.extend(f'<p class="warn">{_html.escape(p)}</p>' for p in problems)
     for title, builder in sections.SECTIONS:
         try:
             content = builder(frames)
-        except Exception as exc:  # one broken section must not lose the others
+        except Exception as exc:  # noqa: BLE001 - one broken section must not lose the others
             content = f'<p class="warn">section failed: {_html.escape(repr(exc))}</p>'
         if content:
             body.append(f"<h2>{_html.escape(title)}</h2>{content}")
