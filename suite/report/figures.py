@@ -175,7 +175,7 @@ def roofline_bars(roof: pd.DataFrame) -> Figure:
         ax.bar(np.arange(len(opts)) + j * w, [v.iloc[0] if len(v) else 0 for v in vals], w,
                label=impl)
     triad = roof["triad_GB_per_s"].iloc[0]
-    ax.axhline(triad, color="k", ls="--", label=f"triad {triad:.1f} GB/s")
+    ax.axhline(triad, color="k", ls="--", label=f"triad {triad:.1f} GB/s (write-allocate counted)")
     ax.set_xticks(np.arange(len(opts)) + 0.4 - w / 2, opts)
     ax.set(ylabel="achieved GB/s (bytes a step must move / time)",
            title=f"Optimizer step on {roof['size'].iloc[0]:,} {roof['dtype'].iloc[0]} elements, "
