@@ -128,7 +128,11 @@ class StepTemporaries:
 
 
 class Activations:
-    params = (["sigmoid", "tanh", "relu", "gelu", "softmax"], ["numpy", "numba", "torch"])
+    """forward(x) then backward(x, dy) of our backends; ``numba-fused`` is forward_backward;
+    ``torch`` is torch's function with autograd's backward (it reuses the saved output)."""
+
+    params = (["sigmoid", "tanh", "relu", "gelu", "softmax"],
+              ["numpy", "numba", "numba-fused", "torch-backend", "torch"])
     param_names = ["activation", "backend"]
     rounds = 1
     repeat = (3, 15, 1.0)
@@ -140,10 +144,32 @@ class Activations:
         if backend == "torch":
             import torch
 
-            x = torch.from_numpy(x)
-        self.act, self.x = acts.get(name, backend=backend), x
-        self.act.backward(x, x)
+            tx = torch.from_numpy(x).requires_grad_(True)
+            tdy = torch.from_numpy(x.copy())
+            f = acts.get(name).torch_fn()
+
+            def fn():
+                tx.grad = None
+                f(tx).backward(tdy)
+        elif backend == "numba-fused":
+            act = acts.get(name, backend="numba")
+            if not hasattr(act, "forward_backward"):
+                raise NotImplementedError("forward_backward not available at this commit")
+
+            def fn():
+                act.forward_backward(x, x)
+        else:
+            if backend == "torch-backend":
+                import torch
+
+                x = torch.from_numpy(x)
+            act = acts.get(name, backend="torch" if backend == "torch-backend" else backend)
+
+            def fn():
+                act.forward(x)
+                act.backward(x, x)
+        fn()
+        self.fn = fn
 
     def time_forward_backward(self, name, backend):
-        self.act.forward(self.x)
-        self.act.backward(self.x, self.x)
+        self.fn()

@@ -282,14 +282,32 @@ class Activation:
                 return activations_numba.derivative(self.name, x, **self.params)
             return self.spec.derivative(x, **self.params)
 
-    def backward(self, x: Any, dy: Any) -> Any:
-        """dL/dx given dL/dy at input ``x``."""
+    def _check_pair(self, x: Any, dy: Any) -> None:
         _check_input(x, self.backend)
         _check_input(dy, self.backend, "dy")
         if tuple(x.shape) != tuple(dy.shape):
             raise ValueError(f"dy has shape {tuple(dy.shape)} but x has shape {tuple(x.shape)}")
         if x.dtype != dy.dtype:
             raise ValueError(f"dy has dtype {dy.dtype} but x has dtype {x.dtype}")
+
+    def forward_backward(self, x: Any, dy: Any) -> tuple[Any, Any]:
+        """``(forward(x), backward(x, dy))`` with the same values, in one pass where it pays.
+
+        On the Numba backend one compiled loop evaluates the function once per element and
+        writes both outputs (a training step's forward and backward at once; torch's autograd
+        gets the same saving by keeping the output). Other backends call the two methods.
+        """
+        if self.backend != "numba":
+            return self.forward(x), self.backward(x, dy)
+        self._check_pair(x, dy)
+        from suite import activations_numba
+
+        with np.errstate(all="ignore"):
+            return activations_numba.forward_backward(self.name, x, dy, **self.params)
+
+    def backward(self, x: Any, dy: Any) -> Any:
+        """dL/dx given dL/dy at input ``x``."""
+        self._check_pair(x, dy)
         with np.errstate(all="ignore"):
             if self.backend == "numba":
                 from suite import activations_numba

@@ -84,6 +84,30 @@ def test_activation_matches_finite_differences(name, params):
     np.testing.assert_allclose(act.backward(x, dy), num, rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("name", "params"), VARIANTS, ids=lambda v: str(v))
+def test_forward_backward_is_forward_and_backward(name, params, backend, dtype):
+    """The fused call returns exactly the bits of the two separate calls (NaN, inf, 0 and
+    subnormal inputs included), in the input's dtype, as arrays of the input's shape."""
+    soft = name in ("softmax", "log_softmax")
+    x = _inputs(dtype, soft)
+    x = np.concatenate([x.reshape(-1), [np.nan, np.inf, -np.inf, 0.0]]).astype(dtype)
+    x = x.reshape(4, -1) if soft else x.reshape(2, -1)
+    dy = np.random.default_rng(3).standard_normal(x.shape).astype(dtype)
+    act = A.get(name, backend=backend, **params)
+    y, dx = act.forward_backward(_conv(backend, x), _conv(backend, dy))
+    y_ref = act.forward(_conv(backend, x))
+    dx_ref = act.backward(_conv(backend, x), _conv(backend, dy))
+    for got, ref in ((y, y_ref), (dx, dx_ref)):
+        got, ref = np.asarray(got), np.asarray(ref)
+        assert got.dtype == np.dtype(dtype)
+        assert got.shape == x.shape
+        np.testing.assert_array_equal(got, ref)  # NaN == NaN here
+    with pytest.raises(ValueError, match="dy has shape"):
+        act.forward_backward(_conv(backend, x), _conv(backend, dy[:1]))
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_nan_propagates_and_bad_input(backend):
     for name in A.NAMES:

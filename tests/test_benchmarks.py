@@ -84,9 +84,12 @@ def test_optimizer_step(benchmark, name, size, impl):
     benchmark(fn)
 
 
-@pytest.mark.parametrize("impl", ["numpy", "numba", "torch-backend", "torch"])
+@pytest.mark.parametrize("impl", ["numpy", "numba", "numba-fused", "torch-backend", "torch"])
 @pytest.mark.parametrize("name", activations.NAMES)
 def test_activation_forward_backward(benchmark, name, impl):
+    """forward(x) then backward(x, dy) per backend; ``numba-fused`` is forward_backward(x, dy)
+    (one pass); ``torch`` is torch's function plus autograd's backward (which reuses the
+    saved output)."""
     n = 1_000_000
     x = np.random.default_rng(0).standard_normal(n).astype(np.float32)
     dy = np.ones(n, dtype=np.float32)
@@ -100,6 +103,11 @@ def test_activation_forward_backward(benchmark, name, impl):
         def fn():
             tx.grad = None
             fn_t(tx).backward(tdy)
+    elif impl == "numba-fused":
+        act = activations.get(name, backend="numba")
+
+        def fn():
+            act.forward_backward(x, dy)
     else:
         backend = {"torch-backend": "torch"}.get(impl, impl)
         act = activations.get(name, backend=backend)
