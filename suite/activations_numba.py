@@ -217,24 +217,6 @@ def _softmax_rows(x, out, log):  # pragma: no cover - compiled
                 out[i, j] = out[i, j] / s
 
 
-@njit(cache=True)
-def _softmax_vjp_rows(x, dy, out, log):  # pragma: no cover - compiled
-    n, m = x.shape
-    _softmax_rows(x, out, log)
-    for i in range(n):
-        s = 0.0
-        if log:
-            for j in range(m):
-                s += dy[i, j]
-            for j in range(m):
-                out[i, j] = dy[i, j] - math.exp(out[i, j]) * s
-        else:
-            for j in range(m):
-                s += dy[i, j] * out[i, j]
-            for j in range(m):
-                out[i, j] = out[i, j] * (dy[i, j] - s)
-
-
 # Fused forward + backward: one pass, the function evaluated once per element, both outputs
 # written. Each body repeats its forward and VJP ufuncs above expression for expression, so
 # the results are the same bits (tests/test_activations_losses.py checks it). elu, selu and
@@ -370,7 +352,9 @@ def backward(name: str, x: np.ndarray, dy: np.ndarray, **params: Any) -> np.ndar
         rows, back = _rows(x, params["dim"])
         drows, _ = _rows(dy, params["dim"])
         out = np.empty_like(rows)
-        _softmax_vjp_rows(rows, drows, out, name == "log_softmax")
+        # the fused kernel with y and dx in one array: each element of y is read before its
+        # dx overwrites it
+        _softmax_fb_rows(rows, drows, out, out, name == "log_softmax")
         return np.ascontiguousarray(back(out))
     if name == "selu":
         return elu_b(x, dy * x.dtype.type(SELU_SCALE), x.dtype.type(SELU_ALPHA))
