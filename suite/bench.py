@@ -34,7 +34,7 @@ import pandas as pd
 from numba import njit, prange
 
 from suite import optim
-from suite.sweep import set_threads
+from suite.sweep import set_threads, thread_counts
 
 #: arrays read and written per element by one step (beyond p and g), by configuration
 BENCH_HYPER: dict[str, dict[str, Any]] = {
@@ -160,13 +160,6 @@ def _step_fns(name: str, size: int, dtype: str) -> dict[str, Callable[[], Any]]:
     return fns
 
 
-def _threads_now() -> dict[str, int]:
-    import numba
-    import torch
-
-    return {"torch_threads": torch.get_num_threads(), "numba_threads": numba.get_num_threads()}
-
-
 def roofline(size: int = 1 << 23, threads: int = 1, dtype: str = "float32",
              optimizers: Sequence[str] = tuple(BENCH_HYPER), repeats: int = 7,
              progress: bool = False) -> pd.DataFrame:
@@ -195,7 +188,7 @@ def roofline(size: int = 1 << 23, threads: int = 1, dtype: str = "float32",
                          "update_GB_per_s": bw["update"] / 1e9,
                          "fraction_of_triad": nbytes / t / bw["triad"],
                          "speedup_vs_best_torch": best_torch / t, **got})
-    after = _threads_now()
+    after = thread_counts()
     if any(after.get(k) != v for k, v in got.items()):
         raise RuntimeError(f"thread counts changed during the measurement: set {got}, "
                            f"now {after}; the timings are not for {threads} thread(s)")

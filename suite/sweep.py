@@ -31,19 +31,20 @@ def set_threads(n: int = 1) -> dict[str, int]:
     left ``torch.get_num_threads()`` at 2 after asking for 1, and fused torch.optim steps
     silently ran on two cores.
     """
+    import numba
     import torch
 
-    out: dict[str, int] = {}
-    try:
-        import numba
-
-        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-        out["numba_threads"] = numba.get_num_threads()
-    except ImportError:  # pragma: no cover - numba is a dependency
-        pass
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     torch.set_num_threads(n)
-    out["torch_threads"] = torch.get_num_threads()
-    return out
+    return thread_counts()
+
+
+def thread_counts() -> dict[str, int]:
+    """The thread counts torch and Numba report now (recorded with every measurement)."""
+    import numba
+    import torch
+
+    return {"torch_threads": torch.get_num_threads(), "numba_threads": numba.get_num_threads()}
 
 
 def _init_worker() -> None:

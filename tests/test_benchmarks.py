@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from suite import activations, losses, optim
-from suite.sweep import set_threads
+from suite.sweep import set_threads, thread_counts
 
 SIZES = [1_000, 100_000, 1_000_000]
 MANY = [(int(a), int(b)) for a, b in np.random.default_rng(0).integers(1, 64, (300, 2))]
@@ -25,13 +25,6 @@ IMPLS = ["numba", "numpy", "torch-backend", "torch.optim-forloop", "torch.optim-
 @pytest.fixture(autouse=True)
 def _threads():
     return set_threads(1)
-
-
-def _threads_now():
-    """The thread counts read back when the benchmark is set up (recorded in extra_info)."""
-    import numba
-
-    return {"torch_threads": torch.get_num_threads(), "numba_threads": numba.get_num_threads()}
 
 
 def _ours(name, backend, shapes, flat):
@@ -78,7 +71,7 @@ def test_optimizer_step(benchmark, name, size, impl):
     benchmark.group = f"step {name} size={size}"
     benchmark.extra_info.update({"size": size, "tensors": len(shapes),
                                  "elements": int(sum(np.prod(s) for s in shapes)),
-                                 **_threads_now(),
+                                 **thread_counts(),
                                  "flat_buffer": size == "many" and impl == "numba",
                                  "dtype": "float32"})
     benchmark(fn)
@@ -118,7 +111,7 @@ def test_activation_forward_backward(benchmark, name, impl):
             act.backward(ax, ady)
     fn()
     benchmark.group = f"activation {name} forward+backward n={n}"
-    benchmark.extra_info.update({"size": n, **_threads_now()})
+    benchmark.extra_info.update({"size": n, **thread_counts()})
     benchmark(fn)
 
 
@@ -147,7 +140,7 @@ def test_loss_value_and_grad(benchmark, name, impl):
             loss.grad(ax, at)
     fn()
     benchmark.group = f"loss {name} value+grad 10000x100"
-    benchmark.extra_info.update({"size": x.size, **_threads_now()})
+    benchmark.extra_info.update({"size": x.size, **thread_counts()})
     benchmark(fn)
 
 
@@ -172,7 +165,7 @@ def test_convergence_point_steps(benchmark, impl):
     C.run(p, "adam", g[:10], 10, backend="numba", lr=0.01)  # compile outside the timing
     benchmark.group = f"convergence himmelblau adam {len(g)} starts x {steps} steps"
     benchmark.extra_info.update({"point_steps": len(g) * steps,
-                                 **_threads_now()})
+                                 **thread_counts()})
     benchmark(fn)
 
 
@@ -185,7 +178,7 @@ def test_set_threads_holds_after_numba_starts_its_pool():
     import sys
 
     code = ("import numpy as np, numba, torch\n"
-            "from suite.sweep import set_threads\n"
+            "from suite.sweep import set_threads, thread_counts\n"
             "got = set_threads(1)\n"
             "@numba.njit(parallel=True)\n"
             "def f(a):\n"
