@@ -88,6 +88,9 @@ class OptimizerSpec:
     defaults: hyperparameter defaults, equal to torch.optim's.
     fused_on_cpu: whether torch.optim has a fused CPU implementation.
     eager_state: state exists before the first step (Adagrad); otherwise it is created lazily.
+    elementwise: each coordinate's update depends on that coordinate alone (False for rules
+        with per-tensor statistics such as Adafactor's factored second moment), so that
+        independent problems may be batched into one tensor.
     """
 
     name: str
@@ -99,6 +102,7 @@ class OptimizerSpec:
     eager_state: bool = False
     summary: str = ""
     casts: Mapping[str, Callable[[str, Any], Any]] = field(default_factory=dict)
+    elementwise: bool = True
 
     def resolve(self, **hyper: Any) -> Hyper:
         """Defaults merged with ``hyper``, type-checked and validated like torch.optim."""

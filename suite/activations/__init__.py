@@ -265,7 +265,7 @@ class Activation:
         _check_input(x, self.backend)
         with np.errstate(all="ignore"):  # NaN and inf propagate silently, as in torch
             if self.backend == "numba":
-                from suite import activations_numba
+                from suite.activations import numba_kernels as activations_numba
 
                 return activations_numba.forward(self.name, x, **self.params)
             return self.spec.forward(x, **self.params)
@@ -277,7 +277,7 @@ class Activation:
         _check_input(x, self.backend)
         with np.errstate(all="ignore"):
             if self.backend == "numba":
-                from suite import activations_numba
+                from suite.activations import numba_kernels as activations_numba
 
                 return activations_numba.derivative(self.name, x, **self.params)
             return self.spec.derivative(x, **self.params)
@@ -300,7 +300,7 @@ class Activation:
         if self.backend != "numba":
             return self.forward(x), self.backward(x, dy)
         self._check_pair(x, dy)
-        from suite import activations_numba
+        from suite.activations import numba_kernels as activations_numba
 
         with np.errstate(all="ignore"):
             return activations_numba.forward_backward(self.name, x, dy, **self.params)
@@ -310,7 +310,7 @@ class Activation:
         self._check_pair(x, dy)
         with np.errstate(all="ignore"):
             if self.backend == "numba":
-                from suite import activations_numba
+                from suite.activations import numba_kernels as activations_numba
 
                 return activations_numba.backward(self.name, x, dy, **self.params)
             if self.spec.vjp is not None:

@@ -40,6 +40,7 @@ import pandas as pd
 
 from suite import optim
 from suite.probes import PROBES
+from suite.subjects import load_object  # noqa: F401 - re-exported
 from suite.trajectory import Trajectory, compare, finite_horizon, replay, run_rule, run_torch
 
 UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-11,
@@ -292,26 +293,6 @@ def _torch_noise(name: str, items: tuple[tuple[str, Any], ...], probe: str, step
                   skip_initial_state=True)
     errs = [r.max_error for r in res if np.isfinite(r.max_error)]
     return float(max(errs, default=0.0))
-
-
-def load_object(path: str) -> Any:
-    """``package.module:attr`` (or ``package.module.attr``) -> the object; ImportError if not."""
-    import importlib
-
-    module, sep, attr = path.partition(":")
-    if not sep:
-        module, _, attr = path.rpartition(".")
-    if not module or not attr:
-        raise ImportError(f"{path!r} is not an import path like 'package.module:MyOptimizer'")
-    try:
-        obj: Any = importlib.import_module(module)
-    except ImportError as exc:
-        raise ImportError(f"cannot import module {module!r} (from {path!r}): {exc}") from exc
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ImportError(f"module {module!r} has no attribute {attr!r}")
-        obj = getattr(obj, part)
-    return obj
 
 
 def signature_supports(optimizer: Any, names: Iterable[str]) -> bool:

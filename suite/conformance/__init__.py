@@ -1,0 +1,27 @@
+"""Check what a user brings against gradsuite's references.
+
+- :mod:`suite.conformance.optimizers`: any torch.optim-style optimizer against a reference
+  update rule (``check_optimizer``).
+
+``from suite.conformance import check_optimizer`` keeps working.
+"""
+
+from suite.conformance.optimizers import (
+    CONFIGS,
+    ConformanceResult,
+    Failure,
+    check_optimizer,
+    load_object,
+    signature_supports,
+    tolerance,
+)
+
+__all__ = [
+    "CONFIGS",
+    "ConformanceResult",
+    "Failure",
+    "check_optimizer",
+    "load_object",
+    "signature_supports",
+    "tolerance",
+]
