@@ -18,12 +18,24 @@ minimum, then settles into a period-2 cycle about 0.7·lr from it):
 
 ``diverged`` marks starts whose iterate became non-finite (never an exception);
 ``start_in_domain`` flags starts outside the problem's usual domain (allowed).
+
+Any optimizer :func:`suite.subjects.resolve` accepts can be studied: a reference name, a
+torch.optim-style class or factory, an import path ``'module:Class'`` or a subject. A reference
+runs on ``backend`` (numpy, numba or torch; default the subject's own). Anything else runs on
+torch tensors (``dtype``) with the problem's analytic gradient, and its result equals running
+it on **each start alone**, whatever it does across tensors (global gradient clipping,
+per-tensor norms): starts share one (N, d) tensor only when the subject is ``elementwise``
+(the references but Adafactor, torch.optim's twins of them, or a user's explicit
+``elementwise=True``); otherwise every start gets its own (d,) parameter and its own optimizer
+instance (``per_start``), while the problem's value and gradient are still evaluated for all
+starts at once. A noisy problem draws its gradient noise for the whole batch of starts.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -33,6 +45,7 @@ from suite import optim
 from suite.problems import Problem
 from suite.problems import get as get_problem
 from suite.schedules import Schedule
+from suite.subjects import OptimizerSubject, resolve
 
 DEFAULT_TARGETS = (1e-2, 1e-4, 1e-8)
 
@@ -53,8 +66,17 @@ def _check_starts(problem: Problem, starts: Any) -> np.ndarray:
     return x
 
 
-def run(problem: Problem | str, optimizer: str, starts: Any, steps: int,
-        backend: str = "numpy", targets: Sequence[float] = DEFAULT_TARGETS,
+def subject_for(optimizer: Any, backend: str | None = None) -> OptimizerSubject:
+    """The subject for ``optimizer``; a reference gets ``backend``'s kernels (numba: numpy's
+    rule, the compiled runner is chosen by ``run``)."""
+    sub = resolve(optimizer, backend="numpy" if backend in (None, "numba") else backend)
+    if sub.rule() is not None and backend is not None:
+        sub = replace(sub, backend="numpy" if backend == "numba" else backend)
+    return sub
+
+
+def run(problem: Problem | str, optimizer: Any, starts: Any, steps: int,
+        backend: str | None = None, targets: Sequence[float] = DEFAULT_TARGETS,
         schedule: Schedule | None = None, seed: int = 0, record_every: int = 0,
         dtype: str = "float64", **hyper: Any) -> pd.DataFrame:
     """One row per start (see the module docstring); :func:`run_full` adds trajectories."""
@@ -62,12 +84,17 @@ def run(problem: Problem | str, optimizer: str, starts: Any, steps: int,
                     record_every, dtype, **hyper)[0]
 
 
-def run_full(problem: Problem | str, optimizer: str, starts: Any, steps: int,
-             backend: str = "numpy", targets: Sequence[float] = DEFAULT_TARGETS,
+def run_full(problem: Problem | str, optimizer: Any, starts: Any, steps: int,
+             backend: str | None = None, targets: Sequence[float] = DEFAULT_TARGETS,
              schedule: Schedule | None = None, seed: int = 0, record_every: int = 0,
              dtype: str = "float64", **hyper: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(summary frame, trajectory frame). Trajectories hold f - f_min and x every
-    ``record_every`` steps (0: no trajectories), one row per (start, step)."""
+    ``record_every`` steps (0: no trajectories), one row per (start, step).
+
+    ``optimizer``: anything :func:`suite.subjects.resolve` accepts. ``backend`` applies to
+    reference rules (numpy, numba, torch; default: the subject's own, numpy for a name);
+    other optimizers always run on torch. ``hyper`` overrides the subject's hyperparameters
+    (torch.optim's names, e.g. ``lr``)."""
     prob = get_problem(problem) if isinstance(problem, str) else problem
     x0 = _check_starts(prob, starts)
     if not isinstance(steps, int) or steps < 1:
@@ -75,18 +102,24 @@ def run_full(problem: Problem | str, optimizer: str, starts: Any, steps: int,
     tg = np.array(sorted(targets, reverse=True), dtype=np.float64)
     if not np.all(tg > 0):
         raise ValueError(f"targets must be positive, got {list(targets)}")
+    if backend is not None and backend not in ("numpy", "numba", "torch"):
+        raise ValueError(f"unknown backend {backend!r}; expected numpy, numba or torch")
     sched = schedule or Schedule()
-    rule = optim.get(optimizer, backend="numpy" if backend == "numba" else backend, **hyper)
+    sub = subject_for(optimizer, backend)
+    rule = sub.rule(**hyper)
+    if rule is None:
+        res, hyp, mode = _run_subject(prob, sub, hyper, x0, steps, tg, sched, seed,
+                                      record_every, dtype)
+        return _frames(prob, sub.name, hyp, mode, x0, tg, sched, seed, steps, *res)
     if backend == "numba":
         if prob.noise:
             raise NotImplementedError("noisy problems run on the numpy and torch backends")
         res = _run_numba(prob, rule, x0, steps, tg, sched, record_every)
-    elif backend in ("numpy", "torch"):
-        res = _run_stepwise(prob, rule, x0, steps, tg, sched, seed, record_every, backend,
-                            dtype)
     else:
-        raise ValueError(f"unknown backend {backend!r}; expected numpy, numba or torch")
-    return _frames(prob, rule, backend, x0, tg, sched, seed, steps, *res)
+        res = _run_stepwise(prob, rule, x0, steps, tg, sched, seed, record_every,
+                            sub.backend or "numpy", dtype)
+    return _frames(prob, sub.name, rule.hyper, backend or sub.backend or "numpy", x0, tg,
+                   sched, seed, steps, *res)
 
 
 def _run_stepwise(prob: Problem, rule: optim.Rule, x0: np.ndarray, steps: int, tg: np.ndarray,
@@ -130,13 +163,98 @@ def _run_stepwise(prob: Problem, rule: optim.Rule, x0: np.ndarray, steps: int, t
             np.array(rec_f).reshape(len(rec_t), n), np.array(rec_x).reshape(len(rec_t), n, d))
 
 
+def _lr_key(sub: OptimizerSubject, group: dict[str, Any]) -> str:
+    """The param-group key holding the learning rate: the renamed one if the group has it,
+    else torch.optim's ``lr``."""
+    key = sub.rename.get("lr", "lr")
+    return key if key in group else "lr"
+
+
+def _run_subject(prob: Problem, sub: OptimizerSubject, hyper: dict[str, Any], x0: np.ndarray,
+                 steps: int, tg: np.ndarray, sched: Schedule, seed: int, record_every: int,
+                 dtype: str) -> tuple[tuple[np.ndarray, ...], dict[str, Any], str]:
+    """Any optimizer with torch.optim's interface, on torch tensors with the analytic
+    gradient: one (N, d) parameter if the subject is elementwise, else one (d,) parameter and
+    one optimizer instance per start (see the module docstring)."""
+    import torch
+
+    rng = np.random.default_rng(seed)
+    n, d = x0.shape
+    tdtype = getattr(torch, dtype)
+    batched = bool(sub.elementwise)
+    with torch.no_grad():
+        if batched:
+            xb = torch.nn.Parameter(torch.tensor(x0, dtype=tdtype))
+            params = [xb]
+            opts = [sub.make([xb], **hyper)]
+        else:
+            params = [torch.nn.Parameter(torch.tensor(x0[i], dtype=tdtype)) for i in range(n)]
+            opts = [sub.make([p], **hyper) for p in params]
+    groups = [g for o in opts for g in o.param_groups]
+    lr_key = _lr_key(sub, groups[0])
+    lr0 = groups[0].get(lr_key, math.nan)
+    constant = sched.kind == "constant"
+    if not constant and lr_key not in groups[0]:
+        raise ValueError(f"optimizer {sub.name!r} has no {lr_key!r} in its param groups; a "
+                         "learning-rate schedule needs one (pass rename={'lr': ...} if the "
+                         "optimizer calls it otherwise)")
+    hits = np.full((n, len(tg)), -1, dtype=np.int64)
+    best = np.full(n, np.inf)
+    rec_f: list[np.ndarray] = []
+    rec_x: list[np.ndarray] = []
+    rec_t: list[int] = []
+
+    def current() -> Any:
+        return params[0].detach() if batched else torch.stack([p.detach() for p in params])
+
+    with np.errstate(all="ignore"), torch.no_grad():
+        x = current()
+        f = prob.f(x).double().numpy() - prob.f_min
+        if record_every:
+            rec_f.append(f.copy()), rec_x.append(x.double().numpy().copy()), rec_t.append(0)
+        for t in range(steps):
+            g = prob.grad(x, rng)
+            if batched:
+                params[0].grad = g
+            else:
+                for p, gi in zip(params, g.unbind(0), strict=True):
+                    p.grad = gi
+            if not constant:
+                lr = sched.lr_at(lr0, t)
+                for grp in groups:
+                    grp[lr_key] = lr
+            for o in opts:
+                o.step()
+            x = current()
+            f = prob.f(x).double().numpy() - prob.f_min
+            _update_hits(hits, f, tg, t + 1)
+            best = np.fmin(best, f)
+            if record_every and ((t + 1) % record_every == 0 or t + 1 == steps):
+                rec_f.append(f.copy()), rec_x.append(x.double().numpy().copy())
+                rec_t.append(t + 1)
+        xk = x.double().numpy().copy()
+        gn = np.linalg.norm(prob.grad_fn(xk), axis=-1)
+    hyp = {**sub.hyperparameters(**hyper), "lr": lr0,
+           "optimizer_kind": sub.kind, "import_path": sub.import_path or "",
+           "reference": sub.reference or ""}
+    res = (xk, f + prob.f_min, gn, hits, best, np.array(rec_t, dtype=np.int64),
+           np.array(rec_f).reshape(len(rec_t), n), np.array(rec_x).reshape(len(rec_t), n, d))
+    return res, hyp, "torch-batched" if batched else "torch-per-start"
+
+
 def _update_hits(hits: np.ndarray, f: np.ndarray, tg: np.ndarray, k: int) -> None:
     for j, t in enumerate(tg):
         new = (hits[:, j] < 0) & (f < t)
         hits[new, j] = k
 
 
-def _frames(prob: Problem, rule: optim.Rule, backend: str, x0: np.ndarray, tg: np.ndarray,
+def _column_value(value: Any) -> Any:
+    if isinstance(value, bool | int | float | str | np.integer | np.floating | np.bool_):
+        return value
+    return str(value)
+
+
+def _frames(prob: Problem, name: str, hyper: Any, backend: str, x0: np.ndarray, tg: np.ndarray,
             sched: Schedule, seed: int, steps: int, xk: np.ndarray, fk: np.ndarray,
             gn: np.ndarray, hits: np.ndarray, best: np.ndarray, rec_t: np.ndarray,
             rec_f: np.ndarray, rec_x: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -144,7 +262,7 @@ def _frames(prob: Problem, rule: optim.Rule, backend: str, x0: np.ndarray, tg: n
     finite = np.all(np.isfinite(xk), axis=1) & np.isfinite(fk)
     idx, dist = prob.nearest_minimizer(np.where(np.isfinite(xk), xk, 0.0))
     cols: dict[str, Any] = {
-        "problem": prob.name, "optimizer": rule.name, "backend": backend,
+        "problem": prob.name, "optimizer": name, "backend": backend,
         "start_index": np.arange(n),
     }
     for j in range(d):
@@ -159,13 +277,14 @@ def _frames(prob: Problem, rule: optim.Rule, backend: str, x0: np.ndarray, tg: n
             np.where(finite, dist, np.nan),
         "diverged": ~finite, "steps": steps, "schedule": sched.label, "seed": seed,
     })
-    for key, value in rule.hyper.items():
-        cols[key] = str(value) if isinstance(value, tuple) else value
+    for key, value in hyper.items():
+        if key not in cols:
+            cols[key] = _column_value(value)
     summary = pd.DataFrame(cols)
     if len(rec_t):
         k = len(rec_t)
         traj = pd.DataFrame({
-            "problem": prob.name, "optimizer": rule.name, "lr": rule.hyper["lr"],
+            "problem": prob.name, "optimizer": name, "lr": hyper["lr"],
             "start_index": np.tile(np.arange(n), k), "step": np.repeat(rec_t, n),
             "gap": rec_f.reshape(-1),
             **{f"x{j}": rec_x[:, :, j].reshape(-1) for j in range(d)},
@@ -281,19 +400,21 @@ def ecdf(frame: pd.DataFrame, targets: Sequence[float] = DEFAULT_TARGETS) -> pd.
     return pd.DataFrame(rows)
 
 
-def sensitivity(problem: Problem | str, optimizer: str, lrs: Sequence[float], n_starts: int,
-                steps: int, target: float = 1e-4, seed: int = 0, backend: str = "numba",
+def sensitivity(problem: Problem | str, optimizer: Any, lrs: Sequence[float], n_starts: int,
+                steps: int, target: float = 1e-4, seed: int = 0, backend: str | None = "numba",
                 **hyper: Any) -> pd.DataFrame:
     """Success rate and median steps to ``target`` per learning rate, over seeded random
-    starts (the same starts for every lr)."""
+    starts (the same starts for every lr). ``optimizer``: anything ``resolve`` accepts;
+    ``backend`` applies to reference rules."""
     prob = get_problem(problem) if isinstance(problem, str) else problem
+    sub = subject_for(optimizer, backend)
     starts = random_starts(prob, n_starts, seed)
     rows = []
     for lr in lrs:
-        df = run(prob, optimizer, starts, steps, backend=backend, targets=(target,),
+        df = run(prob, sub, starts, steps, backend=backend, targets=(target,),
                  seed=seed, lr=lr, **hyper)
         hit = df[target_column(target)]
-        rows.append({"problem": prob.name, "optimizer": optimizer, "lr": lr,
+        rows.append({"problem": prob.name, "optimizer": sub.name, "lr": lr,
                      "target": target, "starts": n_starts, "seed": seed,
                      "success_rate": float(hit.notna().mean()),
                      "median_steps": float(hit.median()) if hit.notna().any() else math.nan,
