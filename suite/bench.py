@@ -160,10 +160,73 @@ def _step_fns(name: str, size: int, dtype: str) -> dict[str, Callable[[], Any]]:
     return fns
 
 
+def subject_step(subject: Any, size: int, dtype: str = "float32", **hyper: Any
+                 ) -> tuple[Callable[[], Any], dict[str, Any]]:
+    """A user's optimizer stepping one tensor of ``size`` elements, after one warm-up step.
+
+    Returns ``(step, info)``; ``info`` counts the bytes a step must move from the state
+    tensors the optimizer holds after its first step (every parameter, gradient and state
+    tensor read once, parameter and state written once: ``3·P + 2·S``), with ``state_bytes``
+    (S) and ``state_bytes_per_param_byte`` (S / P).
+    """
+    import torch
+
+    from suite.subjects import resolve
+
+    sub = resolve(subject)
+    tdtype = getattr(torch, dtype)
+    gen = torch.Generator().manual_seed(0)
+    param = torch.nn.Parameter(torch.randn(size, dtype=tdtype, generator=gen))
+    param.grad = torch.randn(size, dtype=tdtype, generator=gen) * 1e-3
+    opt = sub.make([param], **({"lr": 1e-3} | hyper))
+    opt.step()
+    state = getattr(opt, "state", {}).get(param, {})
+    state_bytes = sum(v.numel() * v.element_size() for v in state.values()
+                      if isinstance(v, torch.Tensor))
+    p_bytes = size * param.element_size()
+    return opt.step, {"bytes": 3 * p_bytes + 2 * state_bytes, "state_bytes": state_bytes,
+                      "state_bytes_per_param_byte": state_bytes / p_bytes}
+
+
+def subject_rows(subject: Any, size: int, dtype: str, repeats: int, bandwidth: dict[str, float],
+                 reference_seconds: float | None = None) -> tuple[list[dict[str, Any]],
+                                                                   Callable[[], Any]]:
+    """The roofline's row for a user's optimizer (and its step, for the temporaries).
+
+    ``bandwidth``: :func:`triad_bandwidth`'s dict; ``reference_seconds``: the time of torch's
+    fastest implementation of the reference the user named (``speedup_vs_best_torch``),
+    None if no reference was named.
+    """
+    from suite.subjects import resolve
+
+    sub = resolve(subject)
+    step, info = subject_step(sub, size, dtype)
+    t = _median_time(step, repeats)
+    row = {"optimizer": sub.name, "implementation": f"user:{sub.import_path or sub.name}",
+           "dtype": dtype, "size": size, "seconds": t, "bytes": info["bytes"],
+           "GB_per_s": info["bytes"] / t / 1e9, "triad_GB_per_s": bandwidth["triad"] / 1e9,
+           "triad_stream_GB_per_s": bandwidth["triad_stream"] / 1e9,
+           "update_GB_per_s": bandwidth["update"] / 1e9,
+           "fraction_of_triad": info["bytes"] / t / bandwidth["triad"],
+           "speedup_vs_best_torch": (reference_seconds / t if reference_seconds else np.nan),
+           "reference": sub.reference or "",
+           "state_bytes_per_param_byte": info["state_bytes_per_param_byte"]}
+    return [row], step
+
+
+def _best_torch_seconds(name: str, size: int, dtype: str, repeats: int) -> float:
+    """torch.optim's fastest CPU implementation of reference ``name`` (BENCH_HYPER)."""
+    fns = {k: f for k, f in _step_fns(name, size, dtype).items() if k.startswith("torch.optim")}
+    return min(_median_time(f, repeats) for f in fns.values())
+
+
 def roofline(size: int = 1 << 23, threads: int = 1, dtype: str = "float32",
              optimizers: Sequence[str] = tuple(BENCH_HYPER), repeats: int = 7,
-             progress: bool = False) -> pd.DataFrame:
-    """The roofline table (see the module docstring); ``threads`` for torch and Numba."""
+             progress: bool = False, subjects: Sequence[Any] = ()) -> pd.DataFrame:
+    """The roofline table (see the module docstring); ``threads`` for torch and Numba.
+    ``subjects``: users' optimizers (anything ``suite.subjects.resolve`` accepts), one row
+    each (:func:`subject_rows`), timed against torch's fastest implementation of the
+    reference each names."""
     got = set_threads(threads)
     bw = triad_bandwidth(size, dtype, repeats)
     rows = []
@@ -188,11 +251,28 @@ def roofline(size: int = 1 << 23, threads: int = 1, dtype: str = "float32",
                          "update_GB_per_s": bw["update"] / 1e9,
                          "fraction_of_triad": nbytes / t / bw["triad"],
                          "speedup_vs_best_torch": best_torch / t, **got})
+    for subject in subjects:
+        from suite.subjects import resolve
+
+        sub = resolve(subject)
+        ref_t = None
+        if sub.reference is not None:
+            ref_t = min((r["seconds"] for r in rows if r["optimizer"] == sub.reference
+                         and r["implementation"].startswith("torch.optim")), default=None)
+            if ref_t is None:
+                ref_t = _best_torch_seconds(sub.reference, size, dtype, repeats)
+        urows, ustep = subject_rows(sub, size, dtype, repeats, bw, ref_t)
+        rows.extend({**r, **got} for r in urows)
+        steps.setdefault(sub.name, {})[urows[0]["implementation"]] = ustep
     after = thread_counts()
     if any(after.get(k) != v for k, v in got.items()):
         raise RuntimeError(f"thread counts changed during the measurement: set {got}, "
                            f"now {after}; the timings are not for {threads} thread(s)")
     frame = pd.DataFrame(rows)
+    per_param = (frame["bytes"] / (frame["size"] * itemsize) - 3) / 2  # bytes = 3·P + 2·S
+    frame["state_bytes_per_param_byte"] = (frame["state_bytes_per_param_byte"].fillna(per_param)
+                                           if "state_bytes_per_param_byte" in frame
+                                           else per_param)
     # memory last: peak_extra_bytes changes the allocator's policy for the rest of the process
     frame["temporaries"] = [peak_extra_bytes(steps[r.optimizer][r.implementation])
                             / (size * itemsize) for r in frame.itertuples()]

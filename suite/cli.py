@@ -123,11 +123,21 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from suite import bench
 
+    from suite.subjects import add_cwd_to_path, resolve
+
+    subjects = []
+    if args.optimizer:
+        add_cwd_to_path()
+    try:
+        subjects = [resolve(p, reference=args.reference) for p in args.optimizer]
+    except (ImportError, ValueError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     frame = bench.roofline(size=args.size, threads=args.threads, dtype=args.dtype,
                            optimizers=args.optimizers, repeats=args.repeats,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, subjects=subjects)
     cols = ["optimizer", "implementation", "seconds", "bytes", "GB_per_s", "fraction_of_triad",
-            "speedup_vs_best_torch", "temporaries"]
+            "speedup_vs_best_torch", "temporaries", "state_bytes_per_param_byte"]
     r0 = frame.iloc[0]
     print(f"triad bandwidth: {r0['triad_GB_per_s']:.2f} GB/s counting the write-allocate read "
           f"(STREAM's count: {r0['triad_stream_GB_per_s']:.2f}); in-place update "
@@ -171,6 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--out", help="write the frame here (.csv or .parquet)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--optimizer", action="append", default=[], metavar="MODULE:CLASS",
+                   help="your optimizer (repeatable): a row beside the references")
+    p.add_argument("--reference", help="the reference your optimizer is timed against "
+                   "(torch's fastest implementation of it), e.g. adam")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("check", help="check an optimizer (module:Class) against a reference")

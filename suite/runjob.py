@@ -44,59 +44,11 @@ def _part_crossval(args: argparse.Namespace) -> dict[str, pd.DataFrame]:
     return {"crossval": frame, "crossval_summary": crossval.summary(frame)}
 
 
-#: a default learning rate per optimizer for the Himmelblau figures (the notes' reference runs)
-HIMMELBLAU_LR = {"sgd": 1e-3, "adagrad": 0.1, "rmsprop": 1e-2, "adam": 1e-2, "adamw": 1e-2}
-HIMMELBLAU_STARTS = [(0, 0), (1, 0), (-4, 0), (4, 0), (0, 4), (0, -4), (-1, -1), (2, 2),
-                     (-5, -5), (5, 5), (-0.270845, -0.923039)]
-
-
-def _sizes(size: str) -> dict[str, int]:
-    return {
-        "quick": {"steps": 600, "grid": 40, "sens_starts": 40, "problem_starts": 30},
-        "default": {"steps": 3000, "grid": 120, "sens_starts": 200, "problem_starts": 100},
-        "full": {"steps": 20000, "grid": 200, "sens_starts": 1000, "problem_starts": 500},
-    }[size]
-
-
 def _part_convergence(args: argparse.Namespace) -> dict[str, pd.DataFrame]:
-    import numpy as np
-    from tqdm.auto import tqdm
+    # every optimizer (references and users') at its tuned lr: suite.studies.tuned
+    from suite.studies.tuned import convergence_part
 
-    from suite import problems as P
-    from suite.studies import convergence as C
-
-    sz = _sizes(args.size)
-    him = P.get("himmelblau")
-    starts = np.array(HIMMELBLAU_STARTS, dtype=float)
-    fixed, traj, basins, sens, others = [], [], [], [], []
-    opts = [o for o in args.optimizers if o in HIMMELBLAU_LR]
-    for opt in tqdm(opts, desc="convergence: himmelblau", unit="optimizer"):
-        lr = HIMMELBLAU_LR[opt]
-        s, t = C.run_full(him, opt, starts, sz["steps"], backend="numba",
-                          record_every=max(1, sz["steps"] // 300), lr=lr)
-        fixed.append(s)
-        traj.append(t)
-        g = C.run(him, opt, C.grid_starts(him, sz["grid"]), 2000, backend="numba", lr=lr)
-        keep = ["problem", "optimizer", "lr", "start_0", "start_1", "minimizer_index",
-                "steps_to_target_1e-04", "diverged"]
-        basins.append(g[keep])
-        lrs = [lr * f for f in (0.1, 0.3, 1, 3, 10, 30)]
-        sens.append(C.sensitivity(him, opt, lrs, sz["sens_starts"], sz["steps"],
-                                  target=1e-4, seed=args.seed))
-    for name in tqdm([n for n in P.NAMES if n in args.problems and n != "himmelblau"],
-                     desc="convergence: other problems", unit="problem"):
-        prob = P.get(name, dim=2)
-        x0 = C.random_starts(prob, sz["problem_starts"], args.seed)
-        for opt in opts:
-            lr = HIMMELBLAU_LR[opt] if name != "goldstein_price" else HIMMELBLAU_LR[opt] * 1e-3
-            others.append(C.run(prob, opt, x0, sz["steps"], backend="numba", lr=lr,
-                                seed=args.seed))
-    summary = pd.concat(fixed + others, ignore_index=True)
-    return {"convergence": summary, "convergence_trajectories": pd.concat(traj),
-            "basins": pd.concat(basins, ignore_index=True),
-            "basin_shares": C.basin_shares(pd.concat(basins, ignore_index=True)),
-            "lr_sensitivity": pd.concat(sens, ignore_index=True),
-            "ecdf": C.ecdf(summary.assign(lr=summary["lr"]))}
+    return convergence_part(args)
 
 
 def _part_gradstats(args: argparse.Namespace) -> dict[str, pd.DataFrame]:
@@ -120,8 +72,9 @@ def _part_speed(args: argparse.Namespace) -> dict[str, pd.DataFrame]:
     from suite import bench
 
     size = {"quick": 1 << 20, "default": 1 << 22, "full": 1 << 24}[args.size]
+    users = [s for s in getattr(args, "subjects", []) if s.kind != "reference"]
     return {"roofline": bench.roofline(size=size, threads=1, optimizers=args.optimizers,
-                                       progress=True)}
+                                       progress=True, subjects=users)}
 
 
 PARTS: dict[str, PartFn] = {"crossval": _part_crossval, "convergence": _part_convergence,
@@ -185,7 +138,14 @@ def new_run_dir(root: Path) -> Path:
 def cmd_run(args: argparse.Namespace) -> int:
     from suite import problems
     from suite.optim import OPTIMIZERS
+    from suite.studyfile import apply_to_args
 
+    # users' optimizers (--optimizer, --config) join the references as subjects
+    if all(o in OPTIMIZERS for o in args.optimizers):
+        error = apply_to_args(args, list(PARTS), list(problems.NAMES))
+        if error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     for what, given, valid in (("part", args.parts, list(PARTS)),
                                ("optimizer", args.optimizers, list(OPTIMIZERS)),
                                ("problem", args.problems, list(problems.NAMES))):
@@ -290,6 +250,10 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--dask", help="run sweeps on Dask: 'local' or a scheduler address")
     p.add_argument("--no-report", action="store_true")
+    p.add_argument("--optimizer", action="append", default=[], metavar="MODULE:CLASS",
+                   help="your optimizer (repeatable), studied beside the references")
+    p.add_argument("--config", help="a study file (TOML): optimizers, problems, parts, seeds, "
+                   "lr grids; see suite.studyfile")
     p.set_defaults(func=cmd_run, argv=None)
 
     p = sub.add_parser("report", help="one HTML page from any set of run directories")
