@@ -214,6 +214,29 @@ def subject_rows(subject: Any, size: int, dtype: str, repeats: int, bandwidth: d
     return [row], step
 
 
+def torch_reference_step(reference: str, size: int, dtype: str = "float32", impl: str | None = None,
+                         repeats: int = 3, **hyper: Any) -> tuple[Callable[[], Any], str]:
+    """torch.optim's twin of ``reference`` stepping one tensor of ``size`` elements, after a
+    warm-up step; ``impl`` (forloop, foreach, fused) or, if None, the fastest of them here
+    (median of ``repeats``). Returns ``(step, impl)``."""
+    import torch
+
+    spec = optim.get_spec(reference)
+    tdtype = getattr(torch, dtype)
+    gen = torch.Generator().manual_seed(1)
+    steps = {}
+    for name in (spec.torch_impls() if impl is None else (impl,)):
+        param = torch.nn.Parameter(torch.randn(size, dtype=tdtype, generator=gen))
+        param.grad = torch.randn(size, dtype=tdtype, generator=gen) * 1e-3
+        opt = spec.torch_optimizer([param], name, **({"lr": 1e-3} | hyper))
+        opt.step()
+        steps[name] = opt.step
+    if len(steps) == 1:
+        return next(iter(steps.items()))[::-1]
+    best = min(steps, key=lambda k: _median_time(steps[k], repeats, min_time=0.005))
+    return steps[best], best
+
+
 def _best_torch_seconds(name: str, size: int, dtype: str, repeats: int) -> float:
     """torch.optim's fastest CPU implementation of reference ``name`` (BENCH_HYPER)."""
     fns = {k: f for k, f in _step_fns(name, size, dtype).items() if k.startswith("torch.optim")}

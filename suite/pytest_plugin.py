@@ -8,6 +8,15 @@ Registered automatically when gradsuite is installed::
 The fixture runs :func:`suite.conformance.check_optimizer` with the same keywords and, if the
 optimizer disagrees with the reference, fails the test with the verdict: for each failing
 configuration, the probe, dtype, first diverging step, quantity, error and values.
+
+``optimizer_benchmark`` times your optimizer's step with pytest-benchmark beside torch.optim's
+implementation of the reference you name, in one group (each test using it runs twice: once
+for ``yours``, once for ``torch.optim``)::
+
+    def test_lion_step(optimizer_benchmark):
+        optimizer_benchmark(Lion, reference="adam", size=1 << 20, lr=1e-4)
+
+    pytest --benchmark-only --benchmark-group-by=group
 """
 
 from __future__ import annotations
@@ -31,3 +40,43 @@ def optimizer_conformance() -> Callable[..., Any]:
         return result
 
     return check
+
+
+@pytest.fixture(params=["yours", "torch.optim"])
+def optimizer_benchmark(request: pytest.FixtureRequest, benchmark: Any) -> Callable[..., Any]:
+    """Call with ``(optimizer, reference=None, size=2**20, dtype="float32", impl=None,
+    **hyper)``: benchmarks one step on one tensor of ``size`` elements, of your optimizer
+    (anything ``suite.subjects.resolve`` accepts) or, in the ``torch.optim`` run, of
+    torch.optim's ``reference`` twin (``impl``: forloop, foreach, fused; None: the fastest
+    here). Both land in the group ``optimizer step: <reference>, <size> x <dtype>``;
+    ``extra_info`` holds the side, the implementation, the bytes a step moves (yours: from
+    its state after one step) and the thread counts. Without ``reference`` the torch.optim
+    run is skipped."""
+    side = request.param
+
+    def run(optimizer: Any, reference: str | None = None, size: int = 1 << 20,
+            dtype: str = "float32", impl: str | None = None, **hyper: Any) -> Any:
+        from suite import bench
+        from suite.subjects import resolve
+        from suite.sweep import thread_counts
+
+        sub = resolve(optimizer, reference=reference)
+        ref = sub.reference
+        benchmark.group = f"optimizer step: {ref or sub.name}, {size} x {dtype}"
+        benchmark.extra_info.update({"side": side, "size": size, "dtype": dtype,
+                                     **thread_counts()})
+        if side == "yours":
+            step, info = bench.subject_step(sub, size, dtype, **hyper)
+            benchmark.extra_info.update({"implementation": f"yours: {sub.name}",
+                                         "bytes": info["bytes"]})
+        else:
+            if ref is None:
+                pytest.skip("name reference= to benchmark torch.optim's step beside yours")
+            step, chosen = bench.torch_reference_step(ref, size, dtype, impl, **hyper)
+            benchmark.extra_info.update({
+                "implementation": f"torch.optim-{chosen}",
+                "bytes": bench.bytes_per_element(ref, {"lr": 1e-3} | hyper,
+                                                 int(dtype[-2:]) // 8) * size})
+        return benchmark(step)
+
+    return run
