@@ -122,7 +122,6 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from suite import bench
-
     from suite.subjects import add_cwd_to_path, resolve
 
     subjects = []

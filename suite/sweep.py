@@ -68,7 +68,13 @@ def iter_cells(fn: Callable[[Any], list[Row]], cells: Sequence[Any], jobs: int =
         return
     from concurrent.futures import as_completed
 
-    with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker) as pool:
+    # forkserver, not fork: a parent that already runs OpenMP (Numba's threading layer, torch)
+    # cannot fork children that use it ("fork() called from a process already using GNU
+    # OpenMP" kills them)
+    import multiprocessing
+
+    with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker,
+                             mp_context=multiprocessing.get_context("forkserver")) as pool:
         futures = {pool.submit(_run_one, fn, cell): i for i, cell in enumerate(cells)}
         for fut in as_completed(futures):
             yield futures[fut], fut.result()

@@ -13,7 +13,7 @@ from suite.studies import convergence as C
 from suite.subjects import resolve
 
 sys.path.insert(0, str(Path(__file__).parent))
-import user_optim  # noqa: E402
+import user_optim
 
 pytorch_optimizer = pytest.importorskip("pytorch_optimizer")
 
@@ -25,7 +25,7 @@ def alone(problem, subject, x0, steps, schedule=None, **hyper):
     p = torch.nn.Parameter(torch.tensor(x0, dtype=torch.float64))
     opt = subject.make([p], **hyper)
     sched = schedule.torch_scheduler(opt) if schedule is not None else None
-    hits = {t: np.nan for t in TARGETS}
+    hits = dict.fromkeys(TARGETS, np.nan)
     for k in range(1, steps + 1):
         with torch.no_grad():
             p.grad = problem.grad_fn(p.detach().clone())

@@ -10,7 +10,7 @@ import torch
 from suite import bench
 
 sys.path.insert(0, str(Path(__file__).parent))
-import user_optim  # noqa: E402
+import user_optim
 
 pytest_plugins = ["pytester"]
 

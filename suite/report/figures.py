@@ -16,8 +16,23 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-COLORS = {"sgd": "#1f77b4", "adagrad": "#2ca02c", "rmsprop": "#d62728", "adam": "#ff7f0e",
-          "adamw": "#9467bd"}
+
+class _Colors(dict):
+    """The references' fixed colours; any other optimizer gets the next free colour of a
+    palette the first time it is asked for (``get`` never falls back to one colour)."""
+
+    PALETTE = ("#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f", "#393b79", "#637939",
+               "#843c39", "#7b4173", "#3182bd")
+
+    def get(self, key: object, default: object = None) -> object:
+        if key not in self:
+            free = [c for c in self.PALETTE if c not in self.values()]
+            self[key] = free[0] if free else self.PALETTE[len(self) % len(self.PALETTE)]
+        return self[key]
+
+
+COLORS = _Colors({"sgd": "#1f77b4", "adagrad": "#2ca02c", "rmsprop": "#d62728",
+                  "adam": "#ff7f0e", "adamw": "#9467bd"})
 MINIMA_COLORS = ["#4c72b0", "#55a868", "#c44e52", "#8172b2", "#ccb974"]
 
 
@@ -72,7 +87,7 @@ def ecdf_plot(ecdf: pd.DataFrame, problem: str = "himmelblau") -> Figure:
         ax.step(s["steps"], s["fraction"], where="post", color=COLORS.get(str(opt), "k"),
                 label=str(opt))
     ax.set(xscale="log", xlabel="steps (log scale)", ylabel="fraction of (start, target) pairs",
-           title=f"{problem}: ECDF of steps to targets 1e-2, 1e-4, 1e-8 (COCO style)",
+           title=f"{problem}: ECDF of steps to target (COCO style)",
            ylim=(0, 1.02))
     ax.legend(fontsize=8)
     return fig

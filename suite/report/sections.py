@@ -8,6 +8,7 @@ import pandas as pd
 
 from suite.report import figures as F
 from suite.report.html import _table
+from suite.report.summary import summary_section, tuning_section
 
 Frames = dict[str, pd.DataFrame]
 
@@ -138,7 +139,9 @@ def comparison_section(frames: Frames) -> str:
 
 
 SECTIONS: list[tuple[str, Callable[[Frames], str]]] = [
+    ("At a glance: every optimizer", summary_section),
     ("Cross-validation against torch.optim", crossval_section),
+    ("Tuning protocol: the learning rate chosen per optimizer and problem", tuning_section),
     ("Convergence on test functions", convergence_section),
     ("Gradient statistics at initialisation", gradstats_section),
     ("Speed", speed_section),

@@ -23,7 +23,7 @@ SIZES: dict[str, dict[str, Any]] = {
     "quick": {"steps": 500, "starts": 4, "seeds": 2, "fresh": 2, "grid": (1e-4, 1.0, 1),
               "traj_steps": 600, "basin": 40, "basin_per_start": 12, "basin_steps": 600},
     "default": {"steps": 1500, "starts": 5, "seeds": 2, "fresh": 2, "grid": (1e-4, 1.0, 2),
-                "traj_steps": 3000, "basin": 120, "basin_per_start": 20, "basin_steps": 1500},
+                "traj_steps": 3000, "basin": 120, "basin_per_start": 15, "basin_steps": 1500},
     "full": {"steps": 5000, "starts": 10, "seeds": 3, "fresh": 5, "grid": (1e-5, 1.0, 3),
              "traj_steps": 20000, "basin": 200, "basin_per_start": 40, "basin_steps": 2000},
 }
@@ -77,6 +77,9 @@ def convergence_part(args: Any) -> dict[str, pd.DataFrame]:
     choice = out["tuning_choice"]
     tuned = out["tuned"].rename(columns={"steps_to_target": C.target_column(target)})
     frames = {**out, "convergence": tuned, "ecdf": C.ecdf(tuned, targets=(target,))}
+    conf = user_conformance(subjects)
+    if len(conf):
+        frames["user_conformance"] = conf
     if "himmelblau" not in names:
         return frames
     him = P.get("himmelblau")
@@ -110,3 +113,27 @@ def convergence_part(args: Any) -> dict[str, pd.DataFrame]:
         frames["basin_shares"] = C.basin_shares(b)
     frames["lr_sensitivity"] = sensitivity_from_grid(out["tuning_grid"])
     return frames
+
+
+def user_conformance(subjects: list[Any], steps: int = 50) -> pd.DataFrame:
+    """One row per user optimizer that names a reference: ``check_optimizer``'s verdict
+    (float64, ``steps`` steps, the reference's default configurations); an optimizer that
+    raises gets the verdict ``error``."""
+    from suite.conformance import check_optimizer
+
+    rows = []
+    for sub in subjects:
+        if sub.kind == "reference" or sub.reference is None:
+            continue
+        try:
+            res = check_optimizer(sub.make, reference=sub.reference, steps=steps,
+                                  dtypes=("float64",))
+            n = len(res.frame)
+            ok = n - int((~res.frame["passed"]).sum()) if n else 0
+            verdict = "PASS" if res.passed else "FAIL"
+            detail = str(res).splitlines()[0]
+        except Exception as exc:  # noqa: BLE001 - a user's optimizer may raise anything
+            n, ok, verdict, detail = 0, 0, "error", f"{type(exc).__name__}: {exc}"[:300]
+        rows.append({"optimizer": sub.name, "reference": sub.reference, "verdict": verdict,
+                     "cells": n, "cells_agree": ok, "detail": detail, "steps": steps})
+    return pd.DataFrame(rows)

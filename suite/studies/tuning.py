@@ -191,6 +191,8 @@ def sweep(optimizers: Sequence[Any], problems: Sequence[str | tuple[str, int]],
         "failed_share")
     choice = choice.merge(failed.reset_index(), on=["optimizer", "problem"], how="left")
     by_name = {s.name: s for s in subs}
+    for col in ("optimizer_kind", "reference", "import_path"):
+        choice[col] = choice["optimizer"].map(lambda n, c=col: by_name[n].describe()[c])
     dims = dict(probs)
     rerun = [Cell(by_name[r.optimizer], r.problem, dims[r.problem], float(r.lr), seed, steps,
                   n_starts, target, "fresh")
