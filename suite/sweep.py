@@ -66,12 +66,11 @@ def iter_cells(fn: Callable[[Any], list[Row]], cells: Sequence[Any], jobs: int =
         for i, cell in enumerate(cells):
             yield i, fn(cell)
         return
-    from concurrent.futures import as_completed
-
     # forkserver, not fork: a parent that already runs OpenMP (Numba's threading layer, torch)
     # cannot fork children that use it ("fork() called from a process already using GNU
     # OpenMP" kills them)
     import multiprocessing
+    from concurrent.futures import as_completed
 
     with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker,
                              mp_context=multiprocessing.get_context("forkserver")) as pool:

@@ -40,7 +40,9 @@ def test_run_writes_every_part_with_provenance(run_dir):
 def test_html_is_self_contained_and_complete(run_dir):
     page = (run_dir / "index.html").read_text()
     titles = re.findall(r"<h2>(.*?)</h2>", page)
-    assert titles[:4] == ["Cross-validation against torch.optim",
+    assert titles[:6] == ["At a glance: every optimizer",
+                          "Cross-validation against torch.optim",
+                          "Tuning protocol: the learning rate chosen per optimizer and problem",
                           "Convergence on test functions",
                           "Gradient statistics at initialisation", "Speed"]
     assert "Provenance" in titles

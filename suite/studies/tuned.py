@@ -125,8 +125,12 @@ def user_conformance(subjects: list[Any], steps: int = 50) -> pd.DataFrame:
     for sub in subjects:
         if sub.kind == "reference" or sub.reference is None:
             continue
+        def factory(params: Any, _sub: Any = sub, **hyper: Any) -> Any:
+            return _sub.make(params, **hyper)
+
+        factory.__name__ = factory.__qualname__ = sub.name
         try:
-            res = check_optimizer(sub.make, reference=sub.reference, steps=steps,
+            res = check_optimizer(factory, reference=sub.reference, steps=steps,
                                   dtypes=("float64",))
             n = len(res.frame)
             ok = n - int((~res.frame["passed"]).sum()) if n else 0
