@@ -129,11 +129,11 @@ def comparison_section(frames: Frames) -> str:
     if "convergence" in frames and frames["convergence"]["run"].nunique() > 1:
         c = frames["convergence"]
         runs = list(dict.fromkeys(c["run"]))
-        k = ["problem", "optimizer", "lr", "start_index"]
+        k = [x for x in ("problem", "optimizer", "lr", "seed", "start_index") if x in c]
         col = "steps_to_target_1e-04"
         a = c[c.run == runs[0]].set_index(k)[col]
         b = c[c.run == runs[-1]].set_index(k)[col]
-        changed = (a.fillna(-1) != b.fillna(-1)).sum()
+        changed = (a.fillna(-1) != b.reindex(a.index).fillna(-1)).sum()  # tuned lrs may differ
         parts.append(f"<p>Convergence: {changed} starts changed their steps to 1e-4.</p>")
     return "".join(parts)
 
