@@ -100,6 +100,7 @@ def test_sweep_runs_every_cell_chooses_and_reruns_on_fresh_seeds(tmp_path, monke
     again = tuning.select(grid).set_index(["optimizer", "problem"])["lr"]
     assert (choice.set_index(["optimizer", "problem"])["lr"] == again).all()
     assert set(tuned["seed"]) == {2, 3}
+    assert (choice["at_grid_edge"] == choice["lr"].isin([1e-3, 1e-1])).all()
     assert set(choice["fresh_seeds"]) == {"2 3"}
     for r in choice.itertuples():
         sub = tuned[(tuned.optimizer == r.optimizer) & (tuned.problem == r.problem)]

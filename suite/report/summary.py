@@ -122,6 +122,6 @@ def tuning_section(frames: Frames) -> str:
             f"choice is by <b>{first['criterion']}</b> and is re-run on fresh seeds "
             f"{first['fresh_seeds']}. A cell whose optimizer raised counts as failed "
             f"(failed_share).</p>")
-    cols = ["optimizer", "problem", "lr", "median_cost", "median_tiebreak", "success_rate",
-            "failed_share", "lr_grid"]
+    cols = ["optimizer", "problem", "lr", "at_grid_edge", "median_cost", "median_tiebreak",
+            "success_rate", "failed_share", "lr_grid"]
     return text + _table(ch[[c for c in cols if c in ch]], 300)

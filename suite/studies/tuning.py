@@ -187,6 +187,9 @@ def sweep(optimizers: Sequence[Any], problems: Sequence[str | tuple[str, int]],
     choice["tuning_seeds"] = " ".join(map(str, seeds))
     choice["fresh_seeds"] = " ".join(map(str, fresh))
     choice["steps"], choice["starts_per_seed"], choice["target"] = steps, n_starts, target
+    # a choice at either end of its grid: the best lr may lie outside it (widen the grid)
+    choice["at_grid_edge"] = [lr in (min(grids[o]), max(grids[o]))
+                              for o, lr in zip(choice["optimizer"], choice["lr"], strict=True)]
     failed = grid_frame.groupby(["optimizer", "problem"])["failed"].mean().rename(
         "failed_share")
     choice = choice.merge(failed.reset_index(), on=["optimizer", "problem"], how="left")
