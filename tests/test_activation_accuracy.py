@@ -134,3 +134,22 @@ def test_exhaustive_float32(name, params, quantity):
     res = accuracy.exhaustive_float32(name, quantity, backend="numba", **params)
     assert res["inputs"] == 2**32 - 2**24  # every pattern but the infinities and NaNs
     assert res["over_bound"] == 0, res
+
+
+def test_run_part_and_report_section(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from suite.cli import main
+
+    monkeypatch.setitem(accuracy.RUN_POINTS, "quick", 20)
+    assert main(["run", "--size", "quick", "--parts", "accuracy", "--out", str(tmp_path)]) == 0
+    (run,) = tmp_path.glob("run-*")
+    frame = pd.read_parquet(run / "accuracy.parquet")
+    assert set(frame.implementation) == set(accuracy.IMPLEMENTATIONS)
+    page = (run / "index.html").read_text()
+    assert "Activation accuracy" in page
+    assert "torch.nn.functional" in page
+    # the torch cells over the bound are listed (sigmoid' float64 among them)
+    over = frame[~frame.passed]
+    assert ((over.function == "sigmoid") & (over.quantity == "derivative")).any()
+    assert f"{len(over)} of {len(frame)} cells over the bound" in page

@@ -333,6 +333,15 @@ def pivot(frame: pd.DataFrame, value: str = "max_excess") -> pd.DataFrame:
                              values=value, aggfunc="max", sort=False)
 
 
+#: grid density per ``gradsuite run --size``
+RUN_POINTS = {"quick": 40, "default": 200, "full": 1000}
+
+
+def run_part(size: str = "default") -> dict[str, pd.DataFrame]:
+    """The ``accuracy`` part of ``gradsuite run``: the table at the size's grid density."""
+    return {"accuracy": table(n=RUN_POINTS[size], progress=True)}
+
+
 # ---- exhaustive float32 -----------------------------------------------------------------
 
 def exhaustive_float32(name: str, quantity: str = "forward", backend: str = "numba",
