@@ -45,6 +45,18 @@ def _is64(x: Any) -> bool:
     return str(x.dtype) in ("float64", "torch.float64")
 
 
+def _widen(x: Any) -> Any:
+    if _is64(x):
+        return x
+    return x.astype(np.float64) if _ns(x) is np else x.to(_ns(x).float64)
+
+
+def _narrow(y: Any, like: Any) -> Any:
+    if _is64(like):
+        return y
+    return y.astype(like.dtype) if _ns(y) is np else y.to(like.dtype)
+
+
 def _through_float64(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Evaluate ``fn`` in float64 and round once to the input's dtype (float32: 1 ulp).
 
@@ -120,7 +132,7 @@ def _exp_half_square(xp: Any, x: Any) -> Any:
 def _sigmoid_parts(xp: Any, x: Any) -> tuple[Any, Any]:
     """(sigmoid(x), e) with e = exp(-|x|): never exp of a positive number."""
     e = xp.exp(-xp.abs(x))
-    return _where(xp, x >= 0, 1 / (1 + e), e / (1 + e)), e
+    return _where(xp, x >= 0, xp.ones_like(e), e) / (1 + e), e
 
 
 def _sigmoid_prime_e(e: Any) -> Any:
@@ -130,13 +142,20 @@ def _sigmoid_prime_e(e: Any) -> Any:
 
 def _at_zero(xp: Any, x: Any, key: str, closed: Any) -> Any:
     """``closed`` (a derivative's closed form at x), replaced near the derivative's zero by
-    its Taylor series (suite.activations._series), which keeps the relative accuracy there."""
+    its Taylor series (suite.activations._series), which keeps the relative accuracy there.
+    The series is evaluated on the inputs in the window only."""
     x0_hi, x0_lo, c = SERIES[key]
     h = (x - x0_hi) - x0_lo
+    near = xp.abs(h) < WINDOW
+    if not bool(near.any()):
+        return closed
+    hn = h[near]
     p = c[-1]
     for ck in c[-2::-1]:
-        p = p * h + ck
-    return _where(xp, xp.abs(h) < WINDOW, p * h, closed)
+        p = p * hn + ck
+    out = closed.copy() if xp is np else closed.clone()
+    out[near] = p * hn
+    return out
 
 
 # ---- formulas, written once for NumPy arrays and torch tensors ---------------------------
@@ -280,8 +299,12 @@ def _silu(x: Any) -> Any:
 def _silu_d(x: Any) -> Any:
     """s(x) (1 + x s(-x)), with s(-x) evaluated itself (1 - s(x) loses it for x > 0)."""
     xp = _ns(x)
-    closed = _sigmoid_parts(xp, x)[0] * (1 + x * _sigmoid_parts(xp, -x)[0])
-    return _at_zero(xp, x, "silu", closed)
+    e = xp.exp(-xp.abs(x))
+    pos = x >= 0
+    one = xp.ones_like(e)
+    s = _where(xp, pos, one, e) / (1 + e)
+    s_neg = _where(xp, pos, e, one) / (1 + e)  # s(-x) from the same e
+    return _at_zero(xp, x, "silu", s * (1 + x * s_neg))
 
 
 def _amax(xp: Any, x: Any, dim: int) -> Any:
@@ -297,46 +320,52 @@ def _sum(xp: Any, x: Any, dim: int) -> Any:
 
 
 def _compensated_sum(xp: Any, v: Any, dim: int) -> Any:
-    """Σ v along ``dim`` (keepdims) by pairwise two-sums: error ~ u + n u², not log2(n) u."""
-    v = xp.moveaxis(v, dim, -1)
-    n = v.shape[-1]
+    """Σ v along ``dim`` (keepdims) by pairwise two-sums: error ~ u + n u², not log2(n) u.
+    The summed axis goes first, so that each level adds two contiguous halves."""
+    v = xp.moveaxis(v, dim, 0)
+    n = v.shape[0]
     width = 1 << max(0, (n - 1).bit_length())
-    if width != n:
-        pad = xp.zeros((*v.shape[:-1], width - n), dtype=v.dtype)
-        if xp is not np:
-            pad = pad.to(v.device)
-        v = xp.concatenate([v, pad], -1) if xp is np else xp.cat([v, pad], -1)
-    comp = xp.zeros_like(v)
-    while v.shape[-1] > 1:
-        h = v.shape[-1] // 2
-        v, e = _two_sum(v[..., :h], v[..., h:])
-        comp = comp[..., :h] + comp[..., h:] + e
-    return xp.moveaxis(v + comp, -1, dim)
+    pad = xp.zeros((width - n, *v.shape[1:]), dtype=v.dtype)
+    v = np.concatenate([v, pad], 0) if xp is np else \
+        xp.cat([v, pad.to(v.device)], 0).contiguous()
+    comp = None
+    while v.shape[0] > 1:
+        h = v.shape[0] // 2
+        v, e = _two_sum(v[:h], v[h:])
+        comp = e if comp is None else comp[:h] + comp[h:] + e
+    total = v if comp is None else v + comp
+    return xp.moveaxis(total, 0, dim)
 
 
-def _softmax_parts(x: Any, dim: int) -> tuple[Any, Any, Any]:
-    """(d, e, others): d = x - max (with its rounding error folded into e = exp(x - max)),
-    others = Σ e over the row without the (first) maximum, compensated."""
+def _softmax_parts(x: Any, dim: int, exact: bool) -> tuple[Any, Any, Any]:
+    """(d, e, others) in float64: d = x - max, e = exp(d), others = Σ e over the row without
+    the (first) maximum. ``exact`` (float64 inputs): the rounding error of x - max is folded
+    into d and e (two-sum), and the sum is compensated; for float32 inputs float64 is
+    already exact enough."""
     xp = _ns(x)
     m = _amax(xp, x, dim)
-    d, r = _two_sum(x, -m)
-    r = _where(xp, xp.isfinite(r), r, xp.zeros_like(r))  # -inf logits: e = 0
-    e = xp.exp(d)
-    e = e + e * r
+    if exact:
+        d, r = _two_sum(x, -m)
+        r = _where(xp, xp.isfinite(r), r, xp.zeros_like(r))  # -inf logits: e = 0
+        e = xp.exp(d)
+        e = e + e * r
+        d = d + r
+    else:
+        d = x - m
+        e = xp.exp(d)
     idx = xp.argmax(x, axis=dim) if xp is np else x.argmax(dim=dim)
     idx = xp.expand_dims(idx, dim) if xp is np else idx.unsqueeze(dim)
     shape = [1] * x.ndim
     shape[dim] = x.shape[dim]
     pos = xp.arange(x.shape[dim]) if xp is np else xp.arange(x.shape[dim], device=x.device)
-    first_max = pos.reshape(shape) == idx
-    others = _compensated_sum(xp, _where(xp, first_max, xp.zeros_like(e), e), dim)
-    return d + r, e, others
+    rest = _where(xp, pos.reshape(shape) == idx, xp.zeros_like(e), e)
+    others = _compensated_sum(xp, rest, dim) if exact else _sum(xp, rest, dim)
+    return d, e, others
 
 
-@_through_float64
 def _softmax(x: Any, dim: int) -> Any:
-    _, e, others = _softmax_parts(x, dim)
-    return e / (1 + others)
+    _, e, others = _softmax_parts(_widen(x), dim, _is64(x))
+    return _narrow(e / (1 + others), x)
 
 
 @_through_float64
@@ -346,12 +375,11 @@ def _softmax_vjp(x: Any, dy: Any, dim: int) -> Any:
     return y * (dy - _sum(xp, dy * y, dim))
 
 
-@_through_float64
 def _log_softmax(x: Any, dim: int) -> Any:
     """(x - max) - log1p(Σ others): the dominant logit's -log(1 + tiny) keeps its digits."""
     xp = _ns(x)
-    d, _, others = _softmax_parts(x, dim)
-    return d - xp.log1p(others)
+    d, _, others = _softmax_parts(_widen(x), dim, _is64(x))
+    return _narrow(d - xp.log1p(others), x)
 
 
 @_through_float64

@@ -114,7 +114,9 @@ def _tanh_d(x):  # pragma: no cover - compiled
 
 @njit(cache=True, inline="always")
 def _silu_d(x):  # pragma: no cover - compiled
-    return _at_zero(x, _SILU0, _sig(x) * (1 + x * _sig(-x)))
+    e = exp(-abs(x))
+    s, s_neg = (1 / (1 + e), e / (1 + e)) if x >= 0 else (e / (1 + e), 1 / (1 + e))
+    return _at_zero(x, _SILU0, s * (1 + x * s_neg))
 
 
 @njit(cache=True, inline="always")
@@ -335,7 +337,9 @@ def silu_b(x, dy):  # pragma: no cover - compiled
 # other elements (all but the first maximum) compensated (Neumaier); softmax = e / (1 + sum),
 # log_softmax = (d + r) - log1p(sum), which keeps the dominant logit's -log(1 + tiny).
 @njit(cache=True)
-def _softmax_rows(x, out, log):  # pragma: no cover - compiled
+def _softmax_rows(x, out, log, exact):  # pragma: no cover - compiled
+    """``exact`` for float64 logits (two-sum and compensation); float32 logits in float64
+    are exact enough without them."""
     n, m = x.shape
     e = np.empty(m, np.float64)
     dr = np.empty(m, np.float64)
@@ -357,20 +361,23 @@ def _softmax_rows(x, out, log):  # pragma: no cover - compiled
         for j in range(m):
             a = float(x[i, j])
             d = a - mx
-            bb = d - a
-            r = (a - (d - bb)) + (-mx - bb)
-            if not math.isfinite(r):
-                r = 0.0
             ej = exp(d)
-            ej = ej + ej * r
+            if exact:
+                bb = d - a
+                r = (a - (d - bb)) + (-mx - bb)
+                if not math.isfinite(r):
+                    r = 0.0
+                ej = ej + ej * r
+                d = d + r
             e[j] = ej
-            dr[j] = d + r
+            dr[j] = d
             if j != arg:
                 t = s + ej
-                if abs(s) >= abs(ej):
-                    c += (s - t) + ej
-                else:
-                    c += (ej - t) + s
+                if exact:
+                    if abs(s) >= abs(ej):
+                        c += (s - t) + ej
+                    else:
+                        c += (ej - t) + s
                 s = t
         s = s + c
         if log:
@@ -454,15 +461,14 @@ def gelu_fb(x, dy, y, dx):  # pragma: no cover - compiled
 def silu_fb(x, dy, y, dx):  # pragma: no cover - compiled
     for i in range(x.size):
         xi = float(x[i])
-        s = _sig(xi)
-        y[i] = xi * s
-        dx[i] = float(dy[i]) * _at_zero(xi, _SILU0, s * (1 + xi * _sig(-xi)))
+        y[i] = xi * _sig(xi)
+        dx[i] = float(dy[i]) * _silu_d(xi)
 
 
 @njit(cache=True)
-def _softmax_fb_rows(x, dy, y, dx, log):  # pragma: no cover - compiled
+def _softmax_fb_rows(x, dy, y, dx, log, exact):  # pragma: no cover - compiled
     n, m = x.shape
-    _softmax_rows(x, y, log)
+    _softmax_rows(x, y, log, exact)
     for i in range(n):
         s = 0.0
         if log:
@@ -508,7 +514,7 @@ def forward(name: str, x: np.ndarray, **params: Any) -> np.ndarray:
     if name in ("softmax", "log_softmax"):
         rows, back = _rows(x, params["dim"])
         out = np.empty_like(rows)
-        _softmax_rows(rows, out, name == "log_softmax")
+        _softmax_rows(rows, out, name == "log_softmax", x.dtype == np.float64)
         return np.ascontiguousarray(back(out))
     return _ufuncs(name, params)[0](x, *_extra(name, params, x.dtype))
 
@@ -524,7 +530,7 @@ def backward(name: str, x: np.ndarray, dy: np.ndarray, **params: Any) -> np.ndar
         out = np.empty_like(rows)
         # the fused kernel with y and dx in one array: each element of y is read before its
         # dx overwrites it
-        _softmax_fb_rows(rows, drows, out, out, name == "log_softmax")
+        _softmax_fb_rows(rows, drows, out, out, name == "log_softmax", x.dtype == np.float64)
         return np.ascontiguousarray(back(out))
     return _ufuncs(name, params)[2](x, dy, *_extra(name, params, x.dtype))
 
@@ -536,7 +542,7 @@ def forward_backward(name: str, x: np.ndarray, dy: np.ndarray, **params: Any
         rows, back = _rows(x, params["dim"])
         drows, _ = _rows(dy, params["dim"])
         y, dx = np.empty_like(rows), np.empty_like(rows)
-        _softmax_fb_rows(rows, drows, y, dx, name == "log_softmax")
+        _softmax_fb_rows(rows, drows, y, dx, name == "log_softmax", x.dtype == np.float64)
         return np.ascontiguousarray(back(y)), np.ascontiguousarray(back(dx))
     if name not in _FUSED or (name == "gelu" and params.get("approximate") == "tanh"):
         return forward(name, x, **params), backward(name, x, dy, **params)
