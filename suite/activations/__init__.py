@@ -262,9 +262,11 @@ def _ndtr_parts(xp: Any, x: Any) -> tuple[Any, Any]:
     cancels to 0 from x = -8.3.) x >= -1: Φ(x) = ½ erfc(-x/√2), where that rounding costs
     at most x² <= 1 ulp."""
     e = _exp_half_square(xp, x)
-    neg = 0.5 * _erfcx(xp, xp.clip(-x, 0.0, None) * _SQRT1_2) * e
-    pos = 0.5 * _erfc(xp, -x * _SQRT1_2)
-    return _where(xp, x < -1, neg, pos), e * _INV_SQRT_2PI
+    cdf = 0.5 * _erfc(xp, -x * _SQRT1_2)
+    neg = x < -1
+    if bool(neg.any()):  # erfcx is the costly one: only where it is needed
+        cdf[neg] = 0.5 * _erfcx(xp, -x[neg] * _SQRT1_2) * e[neg]
+    return cdf, e * _INV_SQRT_2PI
 
 
 @_through_float64
