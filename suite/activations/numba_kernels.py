@@ -54,7 +54,8 @@ def _at_zero(x, s, closed):  # pragma: no cover - compiled
     return p * h
 
 
-# Every formula works in float64 (float32 inputs are widened and the result rounded once),
+# Every formula works in float64 (float32 inputs are widened with np.float64 — numba types
+# float(x) of a float32 as float32 — and the result is rounded once),
 # with the same accurate forms as the NumPy/torch formulas of suite.activations.
 
 
@@ -152,33 +153,33 @@ def _softplus_body(x, beta):  # pragma: no cover - compiled
 # sigmoid
 @vectorize(_SIG1, **_OPTS)
 def sigmoid_f(x):  # pragma: no cover - compiled
-    return _sig(float(x))
+    return _sig(np.float64(x))
 
 
 @vectorize(_SIG1, **_OPTS)
 def sigmoid_d(x):  # pragma: no cover - compiled
-    return _sigp(float(x))
+    return _sigp(np.float64(x))
 
 
 @vectorize(_SIG2, **_OPTS)
 def sigmoid_b(x, dy):  # pragma: no cover - compiled
-    return float(dy) * _sigp(float(x))
+    return np.float64(dy) * _sigp(np.float64(x))
 
 
 # tanh
 @vectorize(_SIG1, **_OPTS)
 def tanh_f(x):  # pragma: no cover - compiled
-    return _tanh_f(float(x))
+    return _tanh_f(np.float64(x))
 
 
 @vectorize(_SIG1, **_OPTS)
 def tanh_d(x):  # pragma: no cover - compiled
-    return _tanh_d(float(x))
+    return _tanh_d(np.float64(x))
 
 
 @vectorize(_SIG2, **_OPTS)
 def tanh_b(x, dy):  # pragma: no cover - compiled
-    return float(dy) * _tanh_d(float(x))
+    return np.float64(dy) * _tanh_d(np.float64(x))
 
 
 # relu
@@ -202,7 +203,7 @@ def relu_b(x, dy):  # pragma: no cover - compiled
 # leaky_relu(negative_slope); the slope arrives as float64 whatever the input's dtype
 @vectorize(["float32(float32, float64)", "float64(float64, float64)"], **_OPTS)
 def leaky_relu_f(x, slope):  # pragma: no cover - compiled
-    return x if x > 0 else float(x) * slope
+    return x if x > 0 else np.float64(x) * slope
 
 
 @vectorize(["float32(float32, float64)", "float64(float64, float64)"], **_OPTS)
@@ -213,7 +214,7 @@ def leaky_relu_d(x, slope):  # pragma: no cover - compiled
 @vectorize(["float32(float32, float32, float64)", "float64(float64, float64, float64)"],
            **_OPTS)
 def leaky_relu_b(x, dy, slope):  # pragma: no cover - compiled
-    return dy if x > 0 else float(dy) * slope
+    return dy if x > 0 else np.float64(dy) * slope
 
 
 # elu(alpha), selu
@@ -233,32 +234,32 @@ def _elu_d(x, alpha):  # pragma: no cover - compiled
 
 @vectorize(_SIG_P1, **_OPTS)
 def elu_f(x, alpha):  # pragma: no cover - compiled
-    return _elu_f(float(x), alpha)
+    return _elu_f(np.float64(x), alpha)
 
 
 @vectorize(_SIG_P1, **_OPTS)
 def elu_d(x, alpha):  # pragma: no cover - compiled
-    return _elu_d(float(x), alpha)
+    return _elu_d(np.float64(x), alpha)
 
 
 @vectorize(_SIG_P2, **_OPTS)
 def elu_b(x, dy, alpha):  # pragma: no cover - compiled
-    return float(dy) * _elu_d(float(x), alpha)
+    return np.float64(dy) * _elu_d(np.float64(x), alpha)
 
 
 @vectorize(_SIG1, **_OPTS)
 def selu_f(x):  # pragma: no cover - compiled
-    return SELU_SCALE * _elu_f(float(x), SELU_ALPHA)
+    return SELU_SCALE * _elu_f(np.float64(x), SELU_ALPHA)
 
 
 @vectorize(_SIG1, **_OPTS)
 def selu_d(x):  # pragma: no cover - compiled
-    return SELU_SCALE * _elu_d(float(x), SELU_ALPHA)
+    return SELU_SCALE * _elu_d(np.float64(x), SELU_ALPHA)
 
 
 @vectorize(_SIG2, **_OPTS)
 def selu_b(x, dy):  # pragma: no cover - compiled
-    return float(dy) * (SELU_SCALE * _elu_d(float(x), SELU_ALPHA))
+    return np.float64(dy) * (SELU_SCALE * _elu_d(np.float64(x), SELU_ALPHA))
 
 
 # softplus(beta, threshold): x itself where x * beta > threshold, compared in x's dtype as
@@ -271,65 +272,65 @@ _SIG_P4 = ["float32(float32, float32, float32, float32, float64)",
 
 @vectorize(_SIG_P3, **_OPTS)
 def softplus_f(x, beta_t, threshold_t, beta):  # pragma: no cover - compiled
-    return x if x * beta_t > threshold_t else _softplus_body(float(x), beta)
+    return x if x * beta_t > threshold_t else _softplus_body(np.float64(x), beta)
 
 
 @vectorize(_SIG_P3, **_OPTS)
 def softplus_d(x, beta_t, threshold_t, beta):  # pragma: no cover - compiled
-    return 1.0 if x * beta_t > threshold_t else _sig(float(x) * beta)
+    return 1.0 if x * beta_t > threshold_t else _sig(np.float64(x) * beta)
 
 
 @vectorize(_SIG_P4, **_OPTS)
 def softplus_b(x, dy, beta_t, threshold_t, beta):  # pragma: no cover - compiled
-    return dy if x * beta_t > threshold_t else float(dy) * _sig(float(x) * beta)
+    return dy if x * beta_t > threshold_t else np.float64(dy) * _sig(np.float64(x) * beta)
 
 
 # gelu (exact) and gelu (tanh)
 @vectorize(_SIG1, **_OPTS)
 def gelu_f(x):  # pragma: no cover - compiled
-    return _gelu_f(float(x))
+    return _gelu_f(np.float64(x))
 
 
 @vectorize(_SIG1, **_OPTS)
 def gelu_d(x):  # pragma: no cover - compiled
-    return _gelu_d(float(x))
+    return _gelu_d(np.float64(x))
 
 
 @vectorize(_SIG2, **_OPTS)
 def gelu_b(x, dy):  # pragma: no cover - compiled
-    return float(dy) * _gelu_d(float(x))
+    return np.float64(dy) * _gelu_d(np.float64(x))
 
 
 @vectorize(_SIG1, **_OPTS)
 def gelu_tanh_f(x):  # pragma: no cover - compiled
-    return _gelu_tanh_f(float(x))
+    return _gelu_tanh_f(np.float64(x))
 
 
 @vectorize(_SIG1, **_OPTS)
 def gelu_tanh_d(x):  # pragma: no cover - compiled
-    return _gelu_tanh_d(float(x))
+    return _gelu_tanh_d(np.float64(x))
 
 
 @vectorize(_SIG2, **_OPTS)
 def gelu_tanh_b(x, dy):  # pragma: no cover - compiled
-    return float(dy) * _gelu_tanh_d(float(x))
+    return np.float64(dy) * _gelu_tanh_d(np.float64(x))
 
 
 # silu
 @vectorize(_SIG1, **_OPTS)
 def silu_f(x):  # pragma: no cover - compiled
-    xd = float(x)
+    xd = np.float64(x)
     return xd * _sig(xd)
 
 
 @vectorize(_SIG1, **_OPTS)
 def silu_d(x):  # pragma: no cover - compiled
-    return _silu_d(float(x))
+    return _silu_d(np.float64(x))
 
 
 @vectorize(_SIG2, **_OPTS)
 def silu_b(x, dy):  # pragma: no cover - compiled
-    return float(dy) * _silu_d(float(x))
+    return np.float64(dy) * _silu_d(np.float64(x))
 
 
 # softmax / log_softmax over the last axis of a 2-D C-contiguous array, in float64:
@@ -352,14 +353,14 @@ def _softmax_rows(x, out, log, exact):  # pragma: no cover - compiled
             if v != v:  # noqa: PLR0124 - a NaN makes the row NaN
                 nan = True
             elif v > mx:
-                mx = float(v)
+                mx = np.float64(v)
                 arg = j
         if nan:
             mx = np.nan
         s = 0.0
         c = 0.0
         for j in range(m):
-            a = float(x[i, j])
+            a = np.float64(x[i, j])
             d = a - mx
             ej = exp(d)
             if exact:
@@ -401,18 +402,18 @@ _FB_OPTS: dict[str, Any] = {"cache": True, "error_model": "numpy"}
 @njit(**_FB_OPTS)
 def sigmoid_fb(x, dy, y, dx):  # pragma: no cover - compiled
     for i in range(x.size):
-        xi = float(x[i])
+        xi = np.float64(x[i])
         e = exp(-abs(xi))
         y[i] = 1 / (1 + e) if xi >= 0 else e / (1 + e)
-        dx[i] = float(dy[i]) * (e / ((1 + e) * (1 + e)))
+        dx[i] = np.float64(dy[i]) * (e / ((1 + e) * (1 + e)))
 
 
 @njit(**_FB_OPTS)
 def tanh_fb(x, dy, y, dx):  # pragma: no cover - compiled
     for i in range(x.size):
-        xi = float(x[i])
+        xi = np.float64(x[i])
         y[i] = _tanh_f(xi)
-        dx[i] = float(dy[i]) * _tanh_d(xi)
+        dx[i] = np.float64(dy[i]) * _tanh_d(xi)
 
 
 @njit(**_FB_OPTS)
@@ -430,8 +431,8 @@ def relu_fb(x, dy, y, dx):  # pragma: no cover - compiled
 def leaky_relu_fb(x, dy, y, dx, slope):  # pragma: no cover - compiled
     for i in range(x.size):
         xi = x[i]
-        y[i] = xi if xi > 0 else float(xi) * slope
-        dx[i] = dy[i] if xi > 0 else float(dy[i]) * slope
+        y[i] = xi if xi > 0 else np.float64(xi) * slope
+        dx[i] = dy[i] if xi > 0 else np.float64(dy[i]) * slope
 
 
 @njit(**_FB_OPTS)
@@ -442,27 +443,27 @@ def softplus_fb(x, dy, y, dx, beta_t, threshold_t, beta):  # pragma: no cover - 
             y[i] = xi
             dx[i] = dy[i]
         else:
-            xd = float(xi)
+            xd = np.float64(xi)
             y[i] = _softplus_body(xd, beta)
-            dx[i] = float(dy[i]) * _sig(xd * beta)
+            dx[i] = np.float64(dy[i]) * _sig(xd * beta)
 
 
 @njit(**_FB_OPTS)
 def gelu_fb(x, dy, y, dx):  # pragma: no cover - compiled
     for i in range(x.size):
-        xi = float(x[i])
+        xi = np.float64(x[i])
         cdf = _ndtr(xi)
         y[i] = xi * cdf
         d = _at_zero(xi, _GELU0, cdf + xi * (_exp_half_square(xi) * _INV_SQRT_2PI))
-        dx[i] = float(dy[i]) * d
+        dx[i] = np.float64(dy[i]) * d
 
 
 @njit(**_FB_OPTS)
 def silu_fb(x, dy, y, dx):  # pragma: no cover - compiled
     for i in range(x.size):
-        xi = float(x[i])
+        xi = np.float64(x[i])
         y[i] = xi * _sig(xi)
-        dx[i] = float(dy[i]) * _silu_d(xi)
+        dx[i] = np.float64(dy[i]) * _silu_d(xi)
 
 
 @njit(cache=True)
