@@ -65,6 +65,7 @@ CONFIGS: dict[str, list[dict[str, Any]]] = {
     "gelu": [{}, {"approximate": "tanh"}],
 }
 GRID_POINTS = 120
+SHOWN_PER_CONFIG = 3
 
 
 @dataclass
@@ -87,7 +88,18 @@ class ActivationResult:
         ok = int(self.frame["passed"].sum()) if n else 0
         head = (f"{self.activation} vs reference {self.reference!r}: "
                 f"{'PASS' if self.passed else 'FAIL'} ({ok}/{n} cells within bounds)")
-        return "\n".join([head, *self.notes, *(f"  - {f}" for f in self.failures)])
+        lines = [head, *self.notes]
+        shown: dict[str, int] = {}
+        for f in self.failures:  # the worst few per configuration
+            cfg = f.split("(", 1)[1].split(")", 1)[0] if "(" in f else ""
+            shown[cfg] = shown.get(cfg, 0) + 1
+            if shown[cfg] <= SHOWN_PER_CONFIG:
+                lines.append(f"  - {f}")
+        for cfg, n in shown.items():
+            if n > SHOWN_PER_CONFIG:
+                lines.append(f"    ({n - SHOWN_PER_CONFIG} more failing cells for ({cfg}); "
+                             "see result.failures and result.frame)")
+        return "\n".join(lines)
 
 
 def _name(fn: Any) -> str:
@@ -306,6 +318,9 @@ def _diagnose(frame: pd.DataFrame, reference: str) -> list[str]:
     if not len(frame) or "max_ulp" not in frame:
         return out
     bad = frame[~frame["passed"] & frame["max_ulp"].notna()]
+    bad = bad.assign(_order=bad["config"].map({c: i for i, c in
+                                               enumerate(dict.fromkeys(bad["config"]))}))
+    bad = bad.sort_values(["_order", "error_ulp"], ascending=[True, False])
     for _, r in bad.iterrows():
         where = (f"{r['quantity']} {r['region']} ({r['dtype']}, {r['config']}): "
                  f"{r['error_ulp']:.3g} ulps at x={r['worst_x']!r} (expected "
