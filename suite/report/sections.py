@@ -160,7 +160,7 @@ SECTIONS: list[tuple[str, Callable[[Frames], str]]] = [
     ("Cross-validation against torch.optim", crossval_section),
     ("Convergence on test functions", convergence_section),
     ("Gradient statistics at initialisation", gradstats_section),
-    ("Activation accuracy", accuracy_section),
     ("Speed", speed_section),
     ("Changes between runs", comparison_section),
+    ("Activation accuracy", accuracy_section),
 ]
