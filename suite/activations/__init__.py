@@ -7,9 +7,15 @@
 
 The NumPy and torch backends run the same formulas (written once, for either namespace); the
 Numba backend compiles the same scalar formulas into ufuncs (elementwise) or row loops (softmax,
-log_softmax). Formulas are the numerically stable forms torch uses: sigmoid never evaluates
-exp of a positive number, softplus switches to the identity above ``threshold``, elu and selu use
-expm1, softmax subtracts the row maximum, log_softmax uses log-sum-exp. NaN inputs propagate.
+log_softmax). The formulas are accurate to a few ulps for every finite input, forward and
+derivative (:mod:`suite.activations.accuracy` measures it against mpmath): float32 is evaluated
+in float64 and rounded once; sigmoid' and tanh' come from e = exp(-|x|) (never from the rounded
+output as y(1 - y) or 1 - y², which vanish early); GELU's Φ(x) is ½ erfcx(-x/√2) exp(-x²/2)
+below -1 with x² split exactly (1 + erf cancels); gelu-tanh is x s(2u); near the zeros of silu',
+gelu' and gelu-tanh' a Taylor series replaces the cancelling closed form; softmax and
+log_softmax exclude the maximum from a compensated sum and use log1p. torch's definitions are
+kept: softplus returns x above ``threshold``, relu'(0) = 0, elu'(0) = alpha. NaN inputs
+propagate.
 """
 
 from __future__ import annotations
