@@ -79,6 +79,7 @@ def test_activation_matches_autograd(name, params, backend, dtype):
     dx = act.backward(_conv(backend, x), _conv(backend, dy))
     assert np.asarray(y).dtype == np.dtype(dtype)
     torch_y, torch_dx = _torch_values(act, x, dy)
+    assert np.all(np.isfinite(np.asarray(y)) | ~np.isfinite(torch_y))
     key = tuple(sorted(params.items()))
     bound = accuracy.SOFTMAX_BOUNDS[dtype] if soft else accuracy.BOUNDS[backend][dtype]
     hi, lo, kappa = _truth(name, key, dtype, "forward")
