@@ -270,3 +270,48 @@ def test_quantile_is_numpys_where_finite_and_keeps_inf():
     assert T.quantile([20, 30, math.inf], 0.5) == 30
     assert math.isinf(T.quantile([20, 30, math.inf], 0.75))
     assert math.isinf(T.quantile([math.inf, math.inf], 0.5))
+
+
+def test_training_part_of_gradsuite_run_and_its_report(tmp_path, capsys):
+    from suite.cli import main
+
+    assert main(["run", "--parts", "training", "--tasks", "nope", "--out", str(tmp_path)]) == 2
+    assert "unknown task(s) nope" in capsys.readouterr().err
+    assert main(["run", "--parts", "training", "--size", "quick", "--tasks",
+                 "digits_logreg,noisy_quadratic", "--optimizers", "sgd,adam", "--jobs", "1",
+                 "--out", str(tmp_path)]) == 0
+    (d,) = tmp_path.glob("run-*")
+    for name in ("training_tuning", "training_choice", "training_curves", "training_runs",
+                 "training_table", "training_profile", "training_tasks",
+                 "training_profile_score"):
+        assert (d / f"{name}.parquet").exists(), name
+    table = pd.read_parquet(d / "training_table.parquet")
+    assert set(table["task"]) == {"digits_logreg", "noisy_quadratic"}
+    curves = pd.read_parquet(d / "training_curves.parquet")
+    assert curves[curves.task == "digits_logreg"]["step"].max() == 75  # quick: 1/4 budget
+    page = (d / "index.html").read_text()
+    assert "Training on real data" in page
+    assert page.count("<img") >= 2  # loss bands and the performance profile
+    assert "Time to target" in page
+
+
+def _without_times(df):
+    return df.drop(columns=["wall_time"])
+
+
+@pytest.mark.slow
+def test_process_pool_gives_the_same_curves_as_one_process():
+    args = (["deep_linear", "noisy_quadratic"], ["adam", torch.optim.SGD], [1e-2], [0, 1])
+    one = T.sweep(*args, steps=20)
+    pool = T.sweep(*args, steps=20, jobs=2)
+    pd.testing.assert_frame_equal(_without_times(one), _without_times(pool))
+    assert set(one["optimizer"]) == {"adam", "SGD"}
+
+
+@pytest.mark.slow
+def test_dask_gives_the_same_curves():
+    pytest.importorskip("dask.distributed")
+    args = (["deep_linear"], ["adam", "sgd"], [1e-2], [0, 1])
+    one = T.sweep(*args, steps=20)
+    dask = T.sweep(*args, steps=20, dask="local")
+    pd.testing.assert_frame_equal(_without_times(one), _without_times(dask))

@@ -54,13 +54,19 @@ def profile_plot(profile: pd.DataFrame, solver: str = "optimizer",
     fig, ax = plt.subplots(figsize=(7, 4.5))
     colors = _colors(sorted(profile[solver].astype(str).unique()))
     tau_hi = max(float(profile["tau"].max()) * 1.5, 2.0)
+    styles = itertools.cycle(["-", "--", "-.", ":"])
     for s, g in profile.groupby(solver, sort=True):
         g = g.sort_values("tau")
         x = np.append(g["tau"].to_numpy(float), tau_hi)
         y = np.append(g["fraction"].to_numpy(float), g["fraction"].iloc[-1])
-        ax.step(x, y, where="post", color=colors[str(s)], label=str(s))
+        # identical profiles would hide each other: a line style each
+        ax.step(x, y, where="post", color=colors[str(s)], ls=next(styles), lw=1.8,
+                label=str(s))
     ax.set(xscale="log", xlabel="τ (cost / best cost on the problem)",
            ylabel="fraction of problems within τ", ylim=(-0.02, 1.02), title=title)
+    ticks = [t for t in (1, 1.5, 2, 3, 4, 6, 10, 20, 50, 100) if t <= tau_hi]
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.minorticks_off()
     ax.legend(fontsize=8)
     return fig
 

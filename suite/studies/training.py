@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,12 +212,22 @@ def _cell(cell: Cell) -> list[dict[str, Any]]:
                      cell.schedule, cell.record_every, lr=cell.lr, **cell.hyper)
 
 
+def _steps_for(task: str, steps: int | Mapping[str, int] | None) -> int | None:
+    if isinstance(steps, Mapping):
+        return steps.get(task)
+    return steps
+
+
 def sweep(task_names: Sequence[str], optimizers: Sequence[Any], lrs: Sequence[float],
-          seeds: Sequence[int], steps: int | None = None, batch_size: int | None = None,
+          seeds: Sequence[int], steps: int | Mapping[str, int] | None = None,
+          batch_size: int | None = None,
           schedule: Schedule | None = None, record_every: int | None = None,
           jobs: int = 1, dask: str | None = None, progress: str | None = None,
           checkpoint: Path | None = None, **hyper: Any) -> pd.DataFrame:
-    """Curves of every task x optimizer x lr x seed, each run an independent cell."""
+    """Curves of every task x optimizer x lr x seed, each run an independent cell.
+
+    ``steps``: one budget for every task, a mapping task -> steps, or None (each task's own).
+    """
     from suite.sweep import run_cells
 
     for name in task_names:
@@ -225,8 +235,8 @@ def sweep(task_names: Sequence[str], optimizers: Sequence[Any], lrs: Sequence[fl
     subs = subjects.resolve_many(optimizers)
     if not lrs:
         raise ValueError("lrs is empty; expected at least one learning rate")
-    cells = [Cell(tk, s, float(lr), int(seed), steps, batch_size, schedule, record_every,
-                  dict(hyper))
+    cells = [Cell(tk, s, float(lr), int(seed), _steps_for(tk, steps), batch_size, schedule,
+                  record_every, dict(hyper))
              for tk in task_names for s in subs for lr in lrs for seed in seeds]
     rows = run_cells(_cell, cells, jobs=jobs, dask=dask, progress=progress,
                      checkpoint=checkpoint)
@@ -320,7 +330,8 @@ def aggregate(summary: pd.DataFrame, by: Sequence[str] = ("task", "optimizer", "
 
 def tune(task_names: Sequence[str], optimizers: Sequence[Any],
          lrs: Sequence[float] | None = None, tuning_seeds: Sequence[int] = (0,),
-         final_seeds: int = 3, steps: int | None = None, batch_size: int | None = None,
+         final_seeds: int = 3, steps: int | Mapping[str, int] | None = None,
+         batch_size: int | None = None,
          jobs: int = 1, dask: str | None = None, progress: bool = False,
          checkpoint: Path | None = None) -> dict[str, pd.DataFrame]:
     """The protocol of :mod:`suite.studies.tuning` on the training tasks.
@@ -351,11 +362,13 @@ def tune(task_names: Sequence[str], optimizers: Sequence[Any],
     fresh = tuning.fresh_seeds(tuning_seeds, final_seeds)
     choice["final_seeds"] = ", ".join(map(str, fresh))
     by_name = {s.name: s for s in subs}
-    final_rows: list[pd.DataFrame] = []
     from suite.sweep import run_cells
 
-    cells = [Cell(str(r.task), by_name[str(r.optimizer)], float(r.lr), s, steps, batch_size)
-             for r in choice.itertuples() for s in fresh]
+    cells = [Cell(str(task), by_name[str(opt)], float(lr), s,
+                  _steps_for(str(task), steps), batch_size)
+             for task, opt, lr in zip(choice["task"], choice["optimizer"], choice["lr"],
+                                      strict=True)
+             for s in fresh]
     final_rows = run_cells(_cell, cells, jobs=jobs, dask=dask,
                            progress="training: fresh seeds" if progress else None,
                            checkpoint=ck("final"))
@@ -448,9 +461,9 @@ def profile_score(profile: pd.DataFrame, solver: str = "optimizer", tau_max: flo
 
 #: learning-rate grid, tuning seeds and fresh seeds per run size
 SIZES: dict[str, dict[str, Any]] = {
-    "quick": {"grid": (1e-3, 1.0, 1), "tuning_seeds": 1, "final_seeds": 1},
-    "default": {"grid": (1e-4, 1.0, 2), "tuning_seeds": 1, "final_seeds": 3},
-    "full": {"grid": (1e-5, 10.0, 3), "tuning_seeds": 2, "final_seeds": 10},
+    "quick": {"grid": (1e-3, 1e-1, 1), "tuning_seeds": 1, "final_seeds": 1, "budget": 0.25},
+    "default": {"grid": (1e-4, 1.0, 2), "tuning_seeds": 1, "final_seeds": 3, "budget": 1.0},
+    "full": {"grid": (1e-5, 10.0, 3), "tuning_seeds": 2, "final_seeds": 10, "budget": 1.0},
 }
 
 
@@ -461,8 +474,12 @@ def part(args: Any) -> dict[str, pd.DataFrame]:
     for name in names:
         tasks.get(name)
     seeds = tuple(range(args.seed, args.seed + size["tuning_seeds"]))
+    steps = None
+    if size["budget"] != 1.0:  # a smoke test of the whole pipeline, not a measurement
+        steps = {n: max(1, round(tasks.get(n).steps * size["budget"])) for n in names}
     frames = tune(names, list(args.optimizers), lrs=tuning.lr_grid(*size["grid"]),
-                  tuning_seeds=seeds, final_seeds=size["final_seeds"], jobs=args.jobs,
+                  tuning_seeds=seeds, final_seeds=size["final_seeds"], steps=steps,
+                  jobs=args.jobs,
                   dask=args.dask, progress=True,
                   checkpoint=args.run_dir / ".cells" / "training")
     frames["training_tasks"] = pd.DataFrame([tasks.get(n).describe() for n in names])

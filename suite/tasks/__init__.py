@@ -149,7 +149,7 @@ def _tensors(task: Task, dtype: str) -> TaskData:
                     torch.as_tensor(xte, dtype=dt).contiguous(), y(yte))
 
 
-from suite.tasks.catalog import TASKS  # noqa: E402  (the catalogue needs Task)
+from suite.tasks.catalog import TASKS  # (at the end: the catalogue needs Task)
 
 
 def get(name: str | Task) -> Task:

@@ -8,6 +8,7 @@ learning rate (see the README's "Training tasks" section for how they were chose
 from __future__ import annotations
 
 import functools
+import itertools
 from typing import Any
 
 import numpy as np
@@ -112,7 +113,7 @@ def deep_linear_model() -> Any:
 
     w = DEEP_LINEAR_WIDTHS
     return torch.nn.Sequential(*(torch.nn.Linear(a, b, bias=False)
-                                 for a, b in zip(w[:-1], w[1:], strict=True)))
+                                 for a, b in itertools.pairwise(w)))
 
 
 # ---- the noisy quadratic (DeepOBS quadratic_deep) -------------------------------------------
@@ -205,6 +206,6 @@ TASKS: dict[str, Task] = {t.name: t for t in [
          "digits with cross-entropy: the same function class as digits_logreg, but a "
          "non-convex landscape with a plateau around the small initial product.",
          "classification", functools.partial(digits, True), deep_linear_model, cross_entropy,
-         steps=400, batch_size=64, target_loss=0.3, target_accuracy=0.9, record_every=10,
+         steps=400, batch_size=64, target_loss=0.1, target_accuracy=0.9, record_every=10,
          standardized=True),
 ]}
