@@ -147,7 +147,7 @@ SECTIONS: list[tuple[str, Callable[[Frames], str]]] = [
     ("Cross-validation against torch.optim", crossval_section),
     ("Convergence on test functions", convergence_section),
     ("Gradient statistics at initialisation", gradstats_section),
-    ("Training on real data", _training_section),
     ("Speed", speed_section),
+    ("Training on real data", _training_section),
     ("Changes between runs", comparison_section),
 ]
