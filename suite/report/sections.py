@@ -137,10 +137,17 @@ def comparison_section(frames: Frames) -> str:
     return "".join(parts)
 
 
+def _training_section(frames: Frames) -> str:
+    from suite.report import training
+
+    return training.section(frames)
+
+
 SECTIONS: list[tuple[str, Callable[[Frames], str]]] = [
     ("Cross-validation against torch.optim", crossval_section),
     ("Convergence on test functions", convergence_section),
     ("Gradient statistics at initialisation", gradstats_section),
     ("Speed", speed_section),
+    ("Training on real data", _training_section),
     ("Changes between runs", comparison_section),
 ]
