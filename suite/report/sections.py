@@ -156,11 +156,18 @@ def accuracy_section(frames: Frames) -> str:
             + _table(bad[[c for c in cols if c in bad]], 200))
 
 
+def _training_section(frames: Frames) -> str:
+    from suite.report import training
+
+    return training.section(frames)
+
+
 SECTIONS: list[tuple[str, Callable[[Frames], str]]] = [
     ("Cross-validation against torch.optim", crossval_section),
     ("Convergence on test functions", convergence_section),
     ("Gradient statistics at initialisation", gradstats_section),
     ("Speed", speed_section),
+    ("Training on real data", _training_section),
     ("Changes between runs", comparison_section),
     ("Activation accuracy", accuracy_section),
 ]
