@@ -17,6 +17,12 @@ for ``yours``, once for ``torch.optim``)::
         optimizer_benchmark(Lion, reference="adam", size=1 << 20, lr=1e-4)
 
     pytest --benchmark-only --benchmark-group-by=group
+
+``activation_conformance`` does the same for an activation (a torch callable, an ``nn.Module``,
+an ``autograd.Function`` or a NumPy ``(forward, backward)`` pair)::
+
+    def test_my_gelu(activation_conformance):
+        activation_conformance(my_gelu, reference="gelu")
 """
 
 from __future__ import annotations
@@ -80,3 +86,18 @@ def optimizer_benchmark(request: pytest.FixtureRequest, benchmark: Any) -> Calla
         return benchmark(step)
 
     return run
+
+@pytest.fixture
+def activation_conformance() -> Callable[..., Any]:
+    """Call with ``(fn, reference, **check_activation_keywords)``; fails the test with the
+    diagnosis when ``fn`` is off the exact values by more than torch's own error allows, and
+    returns the :class:`~suite.conformance.ActivationResult` otherwise."""
+    from suite.conformance import check_activation
+
+    def check(fn: Any, reference: str, **kwargs: Any) -> Any:
+        result = check_activation(fn, reference=reference, **kwargs)
+        if not result.passed:
+            pytest.fail(str(result), pytrace=False)
+        return result
+
+    return check
