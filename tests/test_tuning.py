@@ -133,10 +133,15 @@ def test_a_raising_optimizer_is_a_failed_cell_and_the_sweep_goes_on(monkeypatch)
     assert ch.loc["Exploding", "success_rate"] == 0.0
 
 
-def test_sweep_in_worker_processes_imports_the_users_optimizer(monkeypatch, tmp_path):
+def test_cells_in_worker_processes_import_the_users_optimizer(monkeypatch):
+    """A subject made from an import path is re-imported by the workers (forkserver)."""
+    from suite.subjects import resolve
+    from suite.sweep import run_cells
+
     _user_optim_path(monkeypatch)
-    kw = {"lrs": (1e-2, 1e-1), "seeds": (0, 1), "steps": 100, "n_starts": 2, "n_fresh": 1}
-    serial = tuning.sweep(["user_optim:ClipMomentum"], ["booth"], **kw)
-    pooled = tuning.sweep(["user_optim:ClipMomentum"], ["booth"], jobs=2, **kw)
-    pd.testing.assert_frame_equal(serial["tuning_grid"], pooled["tuning_grid"])
-    pd.testing.assert_frame_equal(serial["tuned"], pooled["tuned"])
+    sub = resolve("user_optim:ClipMomentum")
+    cells = [tuning.Cell(sub, "booth", 2, lr, 0, 100, 2, 1e-4) for lr in (1e-2, 1e-1)]
+    serial = run_cells(tuning.run_cell, cells, jobs=1)
+    pooled = run_cells(tuning.run_cell, cells, jobs=2)
+    pd.testing.assert_frame_equal(pd.DataFrame(serial), pd.DataFrame(pooled))
+    assert not any(r["failed"] for r in pooled)
