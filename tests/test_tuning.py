@@ -133,6 +133,7 @@ def test_a_raising_optimizer_is_a_failed_cell_and_the_sweep_goes_on(monkeypatch)
     assert ch.loc["Exploding", "success_rate"] == 0.0
 
 
+@pytest.mark.slow  # starting forkserver workers (torch, Numba imports) takes 10-30 s here
 def test_cells_in_worker_processes_import_the_users_optimizer(monkeypatch):
     """A subject made from an import path is re-imported by the workers (forkserver)."""
     from suite.subjects import resolve
