@@ -52,6 +52,7 @@ class Trajectory:
     error: str | None = None
     error_step: int | None = None
     grads: list[list[np.ndarray | None]] = field(default_factory=list)
+    dtypes: dict[str, str] = field(default_factory=dict)  # dtype each quantity was stored in
 
 
 class _Recorder:
@@ -60,16 +61,20 @@ class _Recorder:
         self.rows: dict[str, dict[int, np.ndarray]] = {}
         self.counters: dict[str, dict[int, float]] = {}
         self.grads: list[list[np.ndarray | None]] = []
+        self.dtypes: dict[str, str] = {}
 
     def add(self, t: int, name: str, value: Any) -> None:
         self.rows.setdefault(name, {})[t] = _as_float64(value)
+        dtype = getattr(value, "dtype", None)
+        if dtype is not None:
+            self.dtypes[name] = str(dtype).removeprefix("torch.")
 
     def count(self, t: int, name: str, value: Any) -> None:
         self.counters.setdefault(name, {})[t] = float(value)
 
     def finish(self, error: str | None = None, error_step: int | None = None) -> Trajectory:
         traj = Trajectory(steps=self.steps, error=error, error_step=error_step,
-                          grads=self.grads)
+                          grads=self.grads, dtypes=dict(self.dtypes))
         n = self.steps + 1
         for name, rows in self.rows.items():
             shape = next(iter(rows.values())).shape
@@ -265,6 +270,16 @@ def quantity_errors(test: np.ndarray, ref: np.ndarray, floor: float = 0.0) -> np
     ``floor`` is a lower bound for the scale: for float32 runs, values that have never left the
     subnormal range carry no relative precision, and their errors are measured against it.
     """
+    err = element_errors(test, ref, floor)
+    return err.reshape(err.shape[0], -1).max(axis=1, initial=0.0)
+
+
+def element_errors(test: np.ndarray, ref: np.ndarray, floor: float = 0.0) -> np.ndarray:
+    """The running-magnitude relative error of every element at every step (same shape).
+
+    :func:`quantity_errors` is its maximum per step; this is where a report finds the element
+    (and its values) that a step's error belongs to.
+    """
     scale = np.fmax.accumulate(np.abs(ref), axis=0)
     if floor:
         scale = np.maximum(scale, floor)
@@ -273,8 +288,7 @@ def quantity_errors(test: np.ndarray, ref: np.ndarray, floor: float = 0.0) -> np
     with np.errstate(divide="ignore", invalid="ignore"):
         err = np.where(diff == 0, 0.0, diff / scale)
     err = np.where(both_nan, 0.0, err)
-    err = np.where(np.isnan(err), np.inf, err)  # NaN vs number, or 0/0 with a difference
-    return err.reshape(err.shape[0], -1).max(axis=1, initial=0.0)
+    return np.where(np.isnan(err), np.inf, err)  # NaN vs number, or 0/0 with a difference
 
 
 @dataclass(frozen=True)

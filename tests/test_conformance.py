@@ -135,6 +135,7 @@ class Textbook(torch.optim.Optimizer):
                 v_hat = st[vm]
             else:
                 st[vm] = torch.maximum(st[vm], st[v])
+                v_used = st[vm]
                 v_hat = st[vm] / bc2
         else:
             v_hat = v_used / bc2
