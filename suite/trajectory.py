@@ -65,9 +65,10 @@ class _Recorder:
 
     def add(self, t: int, name: str, value: Any) -> None:
         self.rows.setdefault(name, {})[t] = _as_float64(value)
-        dtype = getattr(value, "dtype", None)
-        if dtype is not None:
-            self.dtypes[name] = str(dtype).removeprefix("torch.")
+        if name not in self.dtypes:
+            dtype = getattr(value, "dtype", None)
+            if dtype is not None:
+                self.dtypes[name] = str(dtype).removeprefix("torch.")
 
     def count(self, t: int, name: str, value: Any) -> None:
         self.counters.setdefault(name, {})[t] = float(value)
@@ -119,14 +120,19 @@ def _converter(backend: str, dtype: str, device: str) -> Callable[[np.ndarray], 
 
 
 def run_rule(rule: Any, probe: Probe, steps: int, dtype: str = "float64",
-             device: str = "cpu") -> Trajectory:
-    """Run a gradsuite rule (any backend) over ``probe`` for ``steps`` steps and record it."""
+             device: str = "cpu", record_state: bool = True) -> Trajectory:
+    """Run a gradsuite rule (any backend) over ``probe`` for ``steps`` steps and record it.
+
+    With ``record_state=False`` only the parameters are recorded (faster, for comparisons of
+    parameters alone).
+    """
     rec = _Recorder(steps)
     p64 = probe.initial_params()
     conv = _converter(rule.backend, dtype, device)
     params = [conv(p) for p in p64]
     state = rule.init(params)
-    _record(rec, 0, params, state)
+    record = _record if record_state else _record_params
+    record(rec, 0, params, state)
     for t in range(steps):
         grads = probe.grad_at(t, [_as_float64(p) for p in params])
         rec.grads.append(grads)
@@ -134,8 +140,14 @@ def run_rule(rule: Any, probe: Probe, steps: int, dtype: str = "float64",
             rule.step(params, [None if g is None else conv(g) for g in grads], state)
         except Exception as exc:  # noqa: BLE001 - the run's failure is part of the result
             return rec.finish(f"{type(exc).__name__}: {exc}", t + 1)
-        _record(rec, t + 1, params, state)
+        record(rec, t + 1, params, state)
     return rec.finish()
+
+
+def _record_params(rec: _Recorder, t: int, params: list[Any], state: list[dict[str, Any]]
+                   ) -> None:
+    for i, p in enumerate(params):
+        rec.add(t, f"param[{i}]", p)
 
 
 def run_rule_lockstep(rule: Any, ref: Trajectory, dtype: str = "float64",
