@@ -145,6 +145,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     if added:
         print(f"note: the current directory {added} was put on the import path, as python -m "
               "does", file=sys.stderr)
+    try:  # construct once up front, so that a broken constructor is a usage error
+        import torch
+
+        from suite.conformance.optimizers import accepted_hyperparameters
+        from suite.subjects import resolve
+
+        subject = resolve(args.optimizer, reference=spec.name, rename=rename)
+        status = accepted_hyperparameters(subject, spec.defaults)
+        subject.make([torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))],
+                     **{k: v for k, v in spec.defaults.items() if status[k] == "accepted"})
+    except Exception as exc:  # noqa: BLE001 - any failure of the user's class is reported
+        return usage(f"{args.optimizer} raised on construction: {type(exc).__name__}: {exc}")
     try:
         result = check_optimizer(args.optimizer, reference=spec.name, configs=configs,
                                  steps=args.steps, dtypes=args.dtypes, probes=args.probes,

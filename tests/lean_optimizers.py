@@ -102,8 +102,8 @@ def ema_sgd(params, lr=1e-3, beta=0.0, weight_decay=0.0):
 
 class Deviant(torch.optim.Optimizer):
     """Full torch.optim signatures for adam / adagrad / rmsprop, with one deviation ``how``:
-    decoupled weight decay, RMSprop's square_avg starting at 1, state in a narrower dtype, or
-    every step scaled by a constant."""
+    decoupled weight decay, RMSprop's square_avg starting at 1, state in a narrower dtype,
+    every step scaled by a constant, or the step counted per group."""
 
     def __init__(self, params, rule, how, scale=0.5, state_dtype=None, **hyper):
         self.rule, self.how, self.scale, self.state_dtype = rule, how, scale, state_dtype
@@ -115,10 +115,14 @@ class Deviant(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self):
         for group in self.param_groups:
-            h = {k: v for k, v in group.items() if k != "params"}
+            h = {k: v for k, v in group.items() if k not in ("params", "group_step")}
+            group_step = group["group_step"] = group.get("group_step", 0) + 1
             for p in group["params"]:
                 if p.grad is not None:
-                    getattr(self, "_" + self.rule)(p, p.grad, self.state[p], **h)
+                    st = self.state[p]
+                    if self.how == "group_step" and st:  # as many libraries count steps
+                        st["step"] = torch.tensor(float(group_step - 1))
+                    getattr(self, "_" + self.rule)(p, p.grad, st, **h)
 
     def _decay(self, p, g, lr, wd):
         if wd and self.how == "decoupled":
@@ -128,8 +132,8 @@ class Deviant(torch.optim.Optimizer):
 
     def _adam(self, p, g, st, lr, betas, eps, weight_decay, amsgrad, maximize):
         b1, b2 = betas
-        if not st:
-            st["step"] = torch.tensor(0.0)
+        if "exp_avg" not in st:
+            st["step"] = st.get("step", torch.tensor(0.0))
             st["exp_avg"], st["exp_avg_sq"] = self._zeros(p), self._zeros(p)
             if amsgrad:
                 st["max_exp_avg_sq"] = self._zeros(p)

@@ -335,8 +335,12 @@ def test_cli_check(zoo, capsys):
     assert main(["check", "torch.optim:SGD", "--reference", "sgd", "--steps", "20",
                  "--dtypes", "float64"]) == 0
     assert "PASS" in capsys.readouterr().out
-    assert main(["check", "optzoo:make", "--reference", "sgd", "--steps", "20"]) == 2
-    assert "raised on construction" in capsys.readouterr().err
+    def raises(params, lr=1e-3):
+        raise RuntimeError("no GPU here")
+
+    zoo.raises = raises
+    assert main(["check", "optzoo:raises", "--reference", "sgd", "--steps", "20"]) == 2
+    assert "raised on construction: RuntimeError: no GPU here" in capsys.readouterr().err
     assert main(["check", "nosuchmodule:X", "--reference", "sgd"]) == 2
     assert "cannot import module 'nosuchmodule'" in capsys.readouterr().err
     assert main(["check", "torch.optim:SGD", "--reference", "lion"]) == 2

@@ -118,6 +118,7 @@ LEAN_DEVIATIONS = [
     ("adam", lean.deviant("adam", "none", state_dtype=torch.bfloat16), {},
      "state_in_bfloat16"),
     ("sgd", lean.ema_sgd, {"momentum": "beta"}, "ema_momentum"),
+    ("adam", lean.deviant("adam", "group_step"), {}, "step_counted_per_group"),
 ]
 
 
@@ -256,6 +257,15 @@ def test_pytorch_optimizer_sgdw_default_is_decoupled():
     r = check_optimizer(po.SGDW, "sgd", **FAST)
     assert not r.passed
     assert set(r.explained()) == {"decoupled_weight_decay"}, str(r)
+
+
+def test_pytorch_optimizer_padam_half_is_adam_with_epsilon_hat_and_a_group_step():
+    # PAdam with partial = 0.5 is Adam written TensorFlow's way (eps added to sqrt(v) before
+    # the bias correction) with pytorch_optimizer's step count per param group
+    r = check_optimizer(po.PAdam, "adam", extra_kwargs={"partial": 0.5}, **FAST)
+    assert not r.passed
+    assert "consistent with: eps_before_bias_correction + step_counted_per_group" in str(r)
+    assert {m for na in r.not_applicable for m in na.missing} == {"amsgrad"}
 
 
 def test_pytorch_optimizer_qhm_is_ema_momentum():

@@ -307,19 +307,21 @@ class ConformanceResult:
             if common:
                 lines.append(f"    consistent with: {'; '.join(common)}")
             elif any(f.explained_by for f in fails):
-                some = sorted({e for f in fails for e in f.explained_by})
-                lines.append(f"    consistent in some cells with: {'; '.join(some)}")
+                some = sorted({e.split(" (")[0] for f in fails for e in f.explained_by})
+                lines.append(f"    consistent in some cells with: {', '.join(some)}")
             elif not first.message or first.reference_value is not None:
                 lines.append("    no catalogued variant reproduces it")
         return "\n".join(lines)
 
 
 def _common_explanations(fails: list[Failure]) -> list[str]:
-    """Variants (with their labels) that explain every failure of a configuration."""
+    """Variants (with their labels) that explain every failure of a configuration; a pair
+    ``a + b`` is left out where ``a`` alone explains them all."""
     names = [{e.split(" (")[0]: e for e in f.explained_by} for f in fails]
     if not names or any(not n for n in names):
         return []
     common = set(names[0]).intersection(*names[1:])
+    common = {k for k in common if " + " not in k or k.split(" + ")[0] not in common}
     return [names[0][k] for k in names[0] if k in common]
 
 
@@ -634,6 +636,22 @@ def _explain(name: str, items: tuple[tuple[str, Any], ...], probe: str, steps: i
         out.append(v.label(c if v.fitted else None))
         if v.fitted == "lr_factor":
             factor = c
+    # two changes at once: a counter convention with one formula change (tried with every
+    # formula change if none explains alone, else with those that do, so that a summary over
+    # probes with and without missing gradients can name the pair that fits them all)
+    singles = {e.split(" (")[0] for e in out}
+    counters = [v for v in catalogue.variants_for(name)
+                if v.counter != "param" and v.changes(name, hyper)]
+    for cv in counters:
+        for v in catalogue.variants_for(name):
+            if v is cv or v.counter != "param" or v.fitted or v.state_dtype \
+                    or not v.changes(name, hyper) or (singles and v.name not in singles):
+                continue
+            vt = _variant(name, items, probe, steps, f"{v.name}+{cv.name}", 1.0)
+            res = compare(got, vt, tol, require_state=False, floor=floor,
+                          skip_initial_state=True)
+            if all(r.first_bad_step is None for r in res if r.quantity.startswith("param[")):
+                out.append(f"{v.name} + {cv.name} ({v.description}; {cv.description})")
     return tuple(out), factor
 
 

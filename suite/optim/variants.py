@@ -59,6 +59,7 @@ class Variant:
     state_dtype: str | None = None
     fitted: str | None = None
     when: Callable[[Hyper], bool] = _always
+    counter: str = "param"   # "group": one step count for all parameters, advanced every step
 
     def applies_to(self, reference: str) -> bool:
         spec = get_spec(reference)
@@ -316,6 +317,10 @@ CATALOGUE: tuple[Variant, ...] = (
             references=("adagrad",), overrides={"initial_accumulator_value": 0.0}),
     Variant("square_avg_starts_at_one", "square_avg starts at 1, not 0 (TensorFlow 1)",
             references=("rmsprop",), init=_square_avg_one),
+    Variant("step_counted_per_group",
+            "one step count per param group, advanced at every step() even for parameters "
+            "without a gradient (bias corrections and lr decay read it)",
+            references=("adagrad", "adam", "adamw"), counter="group"),
     Variant("state_in_float32", "every state entry kept in float32", state_dtype="float32"),
     Variant("state_in_bfloat16", "every state entry kept in bfloat16", state_dtype="bfloat16"),
     Variant("lr_scaled", "a constant factor on every step (lr -> c*lr), fitted",
@@ -367,46 +372,65 @@ class VariantRule:
     hyper: Hyper
     factor: float = 1.0
 
+    also: Variant | None = None   # a second variant composed with this one
+    calls: list[int] = field(default_factory=lambda: [0], compare=False)
+
+    @property
+    def parts(self) -> tuple[Variant, ...]:
+        return (self.variant,) if self.also is None else (self.variant, self.also)
+
+    @property
+    def state_dtype(self) -> str | None:
+        return next((v.state_dtype for v in self.parts if v.state_dtype), None)
+
     @property
     def backend(self) -> str:
-        return "torch" if self.variant.state_dtype else "numpy"
+        return "torch" if self.state_dtype else "numpy"
 
     @property
     def name(self) -> str:
-        return f"{self.spec.name}+{self.variant.name}"
+        return f"{self.spec.name}+{'+'.join(v.name for v in self.parts)}"
 
     def _kernel(self) -> Kernel:
-        kernel = self.variant.kernels.get(self.spec.name)
-        return kernel if kernel is not None else numpy_ref.RULES[self.spec.name]
+        for v in self.parts:
+            if self.spec.name in v.kernels:
+                return v.kernels[self.spec.name]
+        return numpy_ref.RULES[self.spec.name]
 
     def _hyper(self) -> Hyper:
-        h = {**self.hyper, **self.variant.overrides}
-        if self.variant.fitted == "lr_factor":
-            h["lr"] = h["lr"] * self.factor
+        h = dict(self.hyper)
+        for v in self.parts:
+            h.update(v.overrides)
+            if v.fitted == "lr_factor":
+                h["lr"] = h["lr"] * self.factor
         return h
 
     def _fresh(self, p: Any) -> dict[str, Any]:
-        make = self.variant.init or numpy_ref.init_state
+        make = next((v.init for v in self.parts if v.init), None) or numpy_ref.init_state
         st = self._new_state()
         for k, v in make(self.spec.name, p, self._hyper()).items():
             st[k] = v  # through __setitem__, which casts for a narrower state dtype
         return st
 
     def _new_state(self) -> dict[str, Any]:
-        if self.variant.state_dtype:
+        if self.state_dtype:
             import torch
 
-            return _CastState(getattr(torch, self.variant.state_dtype))
+            return _CastState(getattr(torch, self.state_dtype))
         return {}
 
     def init(self, params: Sequence[Any]) -> list[dict[str, Any]]:
+        self.calls[0] = 0
         return [self._fresh(p) if self.spec.eager_state else self._new_state() for p in params]
 
     def step(self, params: Sequence[Any], grads: Sequence[Any | None],
              state: list[dict[str, Any]], lr: float | None = None) -> None:
         kernel, hyper = self._kernel(), self._hyper()
         if lr is not None:
-            hyper["lr"] = float(lr) * (self.factor if self.variant.fitted else 1.0)
+            scaled = any(v.fitted for v in self.parts)
+            hyper["lr"] = float(lr) * (self.factor if scaled else 1.0)
+        self.calls[0] += 1
+        per_group = any(v.counter == "group" for v in self.parts)
         with np.errstate(all="ignore"):
             for p, g, st in zip(params, grads, state, strict=True):
                 if g is None:
@@ -414,18 +438,32 @@ class VariantRule:
                 if not st and self.spec.name != "sgd":
                     for k, v in self._fresh(p).items():
                         st[k] = v
+                if per_group and "step" in st:
+                    st["step"] = float(self.calls[0] - 1)  # the kernel adds one
                 kernel(p, g, st, **hyper)
 
 
 def variant_rule(reference: str, variant: str | Variant, factor: float = 1.0,
                  **hyper: Any) -> VariantRule:
-    """``reference`` with hyperparameters ``hyper`` (validated) modified by ``variant``."""
+    """``reference`` with hyperparameters ``hyper`` (validated) modified by ``variant``.
+
+    ``variant`` may name two variants joined by ``+`` (at most one of them with its own
+    kernel), e.g. ``"eps_before_bias_correction+step_counted_per_group"``.
+    """
     spec = get_spec(reference)
-    v = get_variant(variant) if isinstance(variant, str) else variant
-    if not v.applies_to(spec.name):
-        raise ValueError(f"variant {v.name!r} does not apply to {spec.name!r}; its variants: "
-                         f"{', '.join(x.name for x in variants_for(spec.name))}")
-    return VariantRule(spec, v, spec.resolve(**hyper), factor)
+    names = variant.split("+") if isinstance(variant, str) else [variant]
+    vs = [get_variant(n) if isinstance(n, str) else n for n in names]
+    if not 1 <= len(vs) <= 2:
+        raise ValueError(f"expected one or two variants, got {variant!r}")
+    for v in vs:
+        if not v.applies_to(spec.name):
+            raise ValueError(f"variant {v.name!r} does not apply to {spec.name!r}; its "
+                             f"variants: {', '.join(x.name for x in variants_for(spec.name))}")
+    if sum(spec.name in v.kernels for v in vs) > 1:
+        raise ValueError(f"{' and '.join(v.name for v in vs)} both replace the update; "
+                         "they cannot be composed")
+    return VariantRule(spec, vs[0], spec.resolve(**hyper), factor,
+                       vs[1] if len(vs) == 2 else None)
 
 
 def fit_lr_factor(test_params: Sequence[np.ndarray], ref_params: Sequence[np.ndarray]
