@@ -378,3 +378,13 @@ def test_pytest_fixture_takes_rename(optimizer_conformance):
     with pytest.raises(pytest.fail.Exception, match="consistent with: ema_momentum"):
         optimizer_conformance(lean.ema_sgd, "sgd", rename={"momentum": "beta"}, steps=20,
                               dtypes=("float64",), probes=("scaled",))
+
+
+def test_pytorch_optimizer_stable_adamw_is_another_algorithm():
+    # StableAdamW divides lr by an RMS of g / sqrt(v) (update clipping) and debiases the betas
+    # themselves: not AdamW, and nothing in the catalogue reproduces it
+    r = check_optimizer(po.StableAdamW, "adamw", extra_kwargs={"kahan_sum": False},
+                        configs=[{}, {"lr": 0.01, "weight_decay": 0.5}], **FAST)
+    assert not r.passed
+    assert not r.explained(), str(r)
+    assert "no catalogued variant reproduces it" in str(r)
