@@ -388,3 +388,26 @@ def test_pytorch_optimizer_stable_adamw_is_another_algorithm():
     assert not r.passed
     assert not r.explained(), str(r)
     assert "no catalogued variant reproduces it" in str(r)
+
+
+@pytest.mark.parametrize(("reference", "hyper"), [
+    ("sgd", {"lr": 0.01, "momentum": 0.8, "dampening": 0.3, "weight_decay": 0.05}),
+    ("sgd", {"lr": 0.01, "momentum": 0.5, "weight_decay": 0.1, "nesterov": True}),
+    ("adagrad", {"lr": 0.1, "lr_decay": 0.01, "weight_decay": 0.1,
+                 "initial_accumulator_value": 0.1, "maximize": True}),
+    ("rmsprop", {"alpha": 0.95, "momentum": 0.5, "centered": True, "weight_decay": 0.1}),
+    ("adam", {"amsgrad": True, "weight_decay": 0.05, "maximize": True}),
+    ("adamw", {"amsgrad": True, "weight_decay": 0.5}),
+])
+def test_catalogue_kernels_without_their_change_are_the_reference(reference, hyper):
+    """The catalogue's modified kernels, with no switch set, are the reference bit for bit:
+    each variant differs from torch.optim by its own change only."""
+    from suite.optim import get
+    from suite.probes import PROBES
+    from suite.trajectory import run_rule
+
+    plain = catalogue.Variant("plain", "no change", kernels=catalogue._BASE)
+    ref = run_rule(get(reference, **hyper), PROBES["model"], 30)
+    got = run_rule(catalogue.variant_rule(reference, plain, **hyper), PROBES["model"], 30)
+    for q in ref.values:
+        np.testing.assert_array_equal(got.values[q], ref.values[q], err_msg=q)
