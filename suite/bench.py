@@ -21,6 +21,16 @@ it, in units of the parameter's size (``temporaries``: 0 for a fused loop, 1 per
 temporary array; measured from the kernel's peak-RSS counter after the timings, see
 :func:`peak_extra_bytes`). Timings are medians of ``repeats`` after a warm-up; the thread counts
 are set and recorded.
+
+The ceiling is measured *paired* with each optimizer: a streaming kernel with the step's own
+access pattern (the gradient read, the parameter and every state array read and written in
+place, one multiply-add per array: :func:`ceiling_kernel`) is timed interleaved with that
+optimizer's implementations, round by round, at the same thread count, and every time is the
+best of ``repeats`` rounds. ``fraction_of_ceiling`` is the step's bandwidth over that paired
+reference, and ``spread`` (per row) the relative distance of the median round from the best one:
+a fraction above 1 by less than the two spreads is measurement noise, not a broken ceiling.
+``threads`` may be a list: the measurement is repeated at each count (a thread sweep), and every
+row records the count asked for and the counts torch and Numba report.
 """
 
 from __future__ import annotations
@@ -65,6 +75,96 @@ def _update(a, b, s):  # pragma: no cover - compiled
         a[i] = a[i] + s * b[i]
 
 
+@njit(parallel=True, cache=True)
+def _ceiling1(g, a, s):  # pragma: no cover - compiled
+    for i in prange(g.size):
+        gi = g[i]
+        a[i] = a[i] + s * gi
+
+
+@njit(parallel=True, cache=True)
+def _ceiling2(g, a, b, s):  # pragma: no cover - compiled
+    for i in prange(g.size):
+        gi = g[i]
+        ai = a[i]
+        bi = b[i]
+        a[i] = ai + s * gi
+        b[i] = bi + s * gi
+
+
+@njit(parallel=True, cache=True)
+def _ceiling3(g, a, b, c, s):  # pragma: no cover - compiled
+    for i in prange(g.size):
+        gi = g[i]
+        ai = a[i]
+        bi = b[i]
+        ci = c[i]
+        a[i] = ai + s * gi
+        b[i] = bi + s * gi
+        c[i] = ci + s * gi
+
+
+@njit(parallel=True, cache=True)
+def _ceiling4(g, a, b, c, d, s):  # pragma: no cover - compiled
+    for i in prange(g.size):
+        gi = g[i]
+        ai = a[i]
+        bi = b[i]
+        ci = c[i]
+        di = d[i]
+        a[i] = ai + s * gi
+        b[i] = bi + s * gi
+        c[i] = ci + s * gi
+        d[i] = di + s * gi
+
+
+_CEILINGS = {1: _ceiling1, 2: _ceiling2, 3: _ceiling3, 4: _ceiling4}
+
+
+def ceiling_kernel(n_rw: int, size: int, dtype: str = "float32") -> Callable[[], Any]:
+    """A streaming step over ``size`` elements: one array read, ``n_rw`` arrays read and
+    written in place (1 to 4), on Numba's current threads. It moves the bytes of an optimizer
+    step whose parameter and ``n_rw - 1`` state arrays are updated, with none of its arithmetic.
+    """
+    if n_rw not in _CEILINGS:
+        raise ValueError(f"n_rw must be 1 to 4 (the parameter plus up to three state arrays), "
+                         f"got {n_rw}")
+    g = np.ones(size, dtype=dtype)
+    arrays = [np.ones(size, dtype=dtype) for _ in range(n_rw)]
+    s = np.dtype(dtype).type(1e-30)
+    fn = _CEILINGS[n_rw]
+    return lambda: fn(g, *arrays, s)
+
+
+def paired_times(fns: dict[str, Callable[[], Any]], repeats: int = 7, min_time: float = 0.02
+                 ) -> tuple[dict[str, float], dict[str, float]]:
+    """Best seconds per call of each function, measured interleaved, and each one's spread.
+
+    Each function is warmed up and given an inner loop of about ``min_time``; then ``repeats``
+    rounds time every function once in turn, so that all of them see the same state of a
+    shared machine. Returns ``(best, spread)``: the minimum over rounds and
+    ``median / minimum - 1``.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    inner = {}
+    for k, fn in fns.items():
+        fn()
+        t0 = time.perf_counter()
+        fn()
+        inner[k] = max(1, int(min_time / max(time.perf_counter() - t0, 1e-9)))
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            for _ in range(inner[k]):
+                fn()
+            samples[k].append((time.perf_counter() - t0) / inner[k])
+    best = {k: float(np.min(v)) for k, v in samples.items()}
+    spread = {k: float(np.median(v) / np.min(v) - 1) for k, v in samples.items()}
+    return best, spread
+
+
 def _median_time(fn: Callable[[], Any], repeats: int, min_time: float = 0.02) -> float:
     fn()
     t0 = time.perf_counter()
@@ -107,12 +207,15 @@ def peak_extra_bytes(fn: Callable[[], Any]) -> float:
     glibc is first told to serve every block of 64 KiB or more with a fresh ``mmap`` (fixed
     ``M_MMAP_THRESHOLD``): otherwise a temporary freed by an earlier step is recycled from the
     heap without touching new pages and would go unseen. That setting stays for the rest of
-    the process (glibc offers no way back), so call this after any timing.
+    the process (glibc offers no way back), so call this after any timing. Free heap blocks
+    are handed back (``malloc_trim``) before the measurement, so that a temporary reusing one
+    is counted as well.
     """
     import ctypes
 
     try:
-        ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, 1 << 16)
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 1 << 16)
 
         def status(key: str) -> int:
             with open("/proc/self/status") as f:
@@ -122,6 +225,11 @@ def peak_extra_bytes(fn: Callable[[], Any]) -> float:
             raise OSError(key)
 
         fn()  # state created lazily on a first step is not a temporary
+        # Blocks freed earlier (by the warm-up step or anything before) stay in the heap and
+        # resident, and a temporary that reuses one touches no new page: give their pages
+        # back first (without this, NumPy's two temporaries read 0 at 4.2M float32 elements,
+        # where glibc's dynamic mmap threshold had put them in the heap, and 2 at 8.4M).
+        libc.malloc_trim(0)
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
         before = status("VmRSS:")
@@ -160,12 +268,28 @@ def _step_fns(name: str, size: int, dtype: str) -> dict[str, Callable[[], Any]]:
     return fns
 
 
-def roofline(size: int = 1 << 23, threads: int = 1, dtype: str = "float32",
+def _config(hyper: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in hyper.items())
+
+
+def roofline(size: int = 1 << 23, threads: int | Sequence[int] = 1, dtype: str = "float32",
              optimizers: Sequence[str] = tuple(BENCH_HYPER), repeats: int = 7,
              progress: bool = False) -> pd.DataFrame:
-    """The roofline table (see the module docstring); ``threads`` for torch and Numba."""
-    got = set_threads(threads)
-    bw = triad_bandwidth(size, dtype, repeats)
+    """The roofline table (see the module docstring), one block of rows per thread count.
+
+    ``threads``: one count or a list (a sweep), for torch and Numba alike. Numba can use no more
+    threads than ``NUMBA_NUM_THREADS`` allowed at start-up; asking for more is an error.
+    """
+    counts = [threads] if isinstance(threads, int) else list(threads)
+    if not counts or any(not isinstance(t, int) or t < 1 for t in counts):
+        raise ValueError(f"threads must be positive integers, got {threads!r}")
+    import numba
+
+    cap = numba.config.NUMBA_NUM_THREADS
+    if max(counts) > cap:
+        raise ValueError(f"threads={max(counts)} asked for, but Numba was started with "
+                         f"NUMBA_NUM_THREADS={cap}; set NUMBA_NUM_THREADS={max(counts)} (or "
+                         f"more) in the environment before Python starts")
     rows = []
     it: Any = optimizers
     if progress:
@@ -173,27 +297,91 @@ def roofline(size: int = 1 << 23, threads: int = 1, dtype: str = "float32",
 
         it = tqdm(optimizers, desc="roofline", unit="optimizer")
     itemsize = np.dtype(dtype).itemsize
-    steps = {}
     for name in it:
-        nbytes = bytes_per_element(name, BENCH_HYPER[name], itemsize) * size
+        hyper = BENCH_HYPER[name]
+        bpe = bytes_per_element(name, hyper, itemsize)
+        nbytes = bpe * size
+        n_rw = (bpe // itemsize - 1) // 2
         fns = _step_fns(name, size, dtype)
-        steps[name] = fns
-        times = {impl: _median_time(fn, repeats) for impl, fn in fns.items()}
-        best_torch = min(t for k, t in times.items() if k.startswith("torch.optim"))
-        for impl, t in times.items():
-            rows.append({"optimizer": name, "implementation": impl, "dtype": dtype,
-                         "size": size, "seconds": t, "bytes": nbytes,
-                         "GB_per_s": nbytes / t / 1e9, "triad_GB_per_s": bw["triad"] / 1e9,
-                         "triad_stream_GB_per_s": bw["triad_stream"] / 1e9,
-                         "update_GB_per_s": bw["update"] / 1e9,
-                         "fraction_of_triad": nbytes / t / bw["triad"],
-                         "speedup_vs_best_torch": best_torch / t, **got})
-    after = thread_counts()
-    if any(after.get(k) != v for k, v in got.items()):
-        raise RuntimeError(f"thread counts changed during the measurement: set {got}, "
-                           f"now {after}; the timings are not for {threads} thread(s)")
+        refs = {"ceiling": ceiling_kernel(n_rw, size, dtype)}
+        for t in counts:
+            got = set_threads(t)
+            bw = triad_bandwidth(size, dtype, 3)
+            best, spread = paired_times({**refs, **fns}, repeats)
+            after = thread_counts()
+            if after != got:
+                raise RuntimeError(f"thread counts changed during the measurement: set {got}, "
+                                   f"now {after}; the timings are not for {t} thread(s)")
+            ceiling = nbytes / best["ceiling"]
+            best_torch = min(v for k, v in best.items() if k.startswith("torch.optim"))
+            for impl in fns:
+                tm = best[impl]
+                rows.append({"optimizer": name, "config": _config(hyper),
+                             "implementation": impl, "dtype": dtype, "size": size,
+                             "threads": t, "seconds": tm, "spread": spread[impl],
+                             "bytes": nbytes, "GB_per_s": nbytes / tm / 1e9,
+                             "ceiling_GB_per_s": ceiling / 1e9,
+                             "ceiling_spread": spread["ceiling"],
+                             "fraction_of_ceiling": nbytes / tm / ceiling,
+                             "triad_GB_per_s": bw["triad"] / 1e9,
+                             "triad_stream_GB_per_s": bw["triad_stream"] / 1e9,
+                             "update_GB_per_s": bw["update"] / 1e9,
+                             "fraction_of_triad": nbytes / tm / bw["triad"],
+                             "speedup_vs_best_torch": best_torch / tm, **got})
+        del fns, refs
     frame = pd.DataFrame(rows)
     # memory last: peak_extra_bytes changes the allocator's policy for the rest of the process
-    frame["temporaries"] = [peak_extra_bytes(steps[r.optimizer][r.implementation])
-                            / (size * itemsize) for r in frame.itertuples()]
+    temps = {}
+    for name in optimizers:
+        fns = _step_fns(name, size, dtype)
+        for t in counts:
+            set_threads(t)
+            for impl, fn in fns.items():
+                temps[name, impl, t] = peak_extra_bytes(fn) / (size * itemsize)
+        del fns
+    frame["temporaries"] = [temps[r.optimizer, r.implementation, r.threads]
+                            for r in frame.itertuples()]
     return frame
+
+
+def parallel_threshold(sizes: Sequence[int] = tuple(1 << k for k in range(10, 23, 2)),
+                       optimizers: Sequence[str] = ("sgd", "adam"), dtype: str = "float32",
+                       repeats: int = 7) -> pd.DataFrame:
+    """Serial against chunked Numba steps per size, on all of Numba's threads: where the
+    chunked step starts to win is :data:`suite.optim.numba_kernels.PARALLEL_MIN_SIZE`.
+
+    Times the kernels directly (``rule.step`` would choose by itself), interleaved, best of
+    ``repeats``; ``speedup`` is serial time over chunked time.
+    """
+    import numba
+
+    from suite.optim import numba_kernels as K
+
+    threads = numba.get_num_threads()
+    rows = []
+    for name in optimizers:
+        for size in sizes:
+            rule = optim.get(name, backend="numba", **BENCH_HYPER[name])
+            rng = np.random.default_rng(0)
+            p = [rng.standard_normal(size).astype(dtype)]
+            g = [(rng.standard_normal(size) * 1e-3).astype(dtype)]
+            st = rule.init(p)
+            rule.step(p, g, st)
+            calls = {}
+            for mode in ("serial", "chunked"):
+                chunks = 1 if mode == "serial" else threads
+
+                def fn(chunks: int = chunks, rule: Any = rule, p: Any = p, g: Any = g,
+                       st: Any = st) -> None:
+                    saved = K.PARALLEL_MIN_SIZE
+                    K.PARALLEL_MIN_SIZE = 0 if chunks > 1 else 1 << 62
+                    try:
+                        rule.step(p, g, st)
+                    finally:
+                        K.PARALLEL_MIN_SIZE = saved
+                calls[mode] = fn
+            best, _ = paired_times(calls, repeats, min_time=0.005)
+            rows.append({"optimizer": name, "size": size, "threads": threads,
+                         "serial_s": best["serial"], "chunked_s": best["chunked"],
+                         "speedup": best["serial"] / best["chunked"]})
+    return pd.DataFrame(rows)
