@@ -152,6 +152,10 @@ def adam_kernel(p, g, m, v, vmax, decay, one_minus_beta1, lerp_rest, beta2, one_
 #: Adam and SGD-momentum, serial against two chunks on two threads: see
 #: ``parallel_threshold`` in :mod:`suite.bench` to re-measure it on another machine.
 PARALLEL_MIN_SIZE = 1 << 16
+#: Chunks per step for every kernel run through :func:`parallel`, whatever the size and the
+#: thread count (None: one per Numba thread above :data:`PARALLEL_MIN_SIZE`). For tests and
+#: measurements: the results do not depend on it.
+CHUNKS: int | None = None
 #: chunk boundaries fall on multiples of this many elements (64 bytes of float32), so no two
 #: threads write to the same cache line
 _ALIGN = 16
@@ -210,8 +214,13 @@ def parallel(kernel: Callable[..., None]) -> Callable[..., None]:
         while k < len(args) and isinstance(args[k], np.ndarray):
             k += 1
         if k == 0:
-            raise TypeError(f"{kernel.__name__}: the leading arguments must be arrays")
+            raise TypeError(f"{name}: the leading arguments must be arrays")
         size = args[0].size
+        if any(a.size != size for a in args[1:k]):
+            raise ValueError(f"{name}: the arrays must have one size, got "
+                             f"{[a.size for a in args[:k]]}")
+        if chunks is None:
+            chunks = CHUNKS
         if chunks is None:
             threads = numba.get_num_threads()
             if threads == 1 or size < PARALLEL_MIN_SIZE:
@@ -224,8 +233,7 @@ def parallel(kernel: Callable[..., None]) -> Callable[..., None]:
 
     run.serial = kernel  # type: ignore[attr-defined]
     run.chunked = chunked  # type: ignore[attr-defined]
-    run.__name__ = run.__qualname__ = getattr(kernel, "__name__", "kernel")
-    run.__doc__ = kernel.__doc__
+    run.__name__ = run.__qualname__ = name
     return run
 
 
