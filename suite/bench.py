@@ -344,6 +344,16 @@ def roofline(size: int = 1 << 23, threads: int | Sequence[int] = 1, dtype: str =
     return frame
 
 
+def sweep_threads() -> list[int]:
+    """1 .. the cores this process may use, capped by the threads Numba was started with."""
+    import os
+
+    import numba
+
+    return list(range(1, min(len(os.sched_getaffinity(0)),
+                             numba.config.NUMBA_NUM_THREADS) + 1))
+
+
 def parallel_threshold(sizes: Sequence[int] = tuple(1 << k for k in range(10, 23, 2)),
                        optimizers: Sequence[str] = ("sgd", "adam"), dtype: str = "float32",
                        repeats: int = 7) -> pd.DataFrame:

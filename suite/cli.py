@@ -121,21 +121,31 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    import os
+
     from suite import bench
 
-    frame = bench.roofline(size=args.size, threads=args.threads, dtype=args.dtype,
+    threads = list(args.threads)
+    if args.thread_sweep:
+        threads = list(range(1, len(os.sched_getaffinity(0)) + 1))
+    frame = bench.roofline(size=args.size, threads=threads, dtype=args.dtype,
                            optimizers=args.optimizers, repeats=args.repeats,
                            progress=not args.no_progress)
-    cols = ["optimizer", "implementation", "seconds", "bytes", "GB_per_s", "fraction_of_triad",
-            "speedup_vs_best_torch", "temporaries"]
-    r0 = frame.iloc[0]
-    print(f"triad bandwidth: {r0['triad_GB_per_s']:.2f} GB/s counting the write-allocate read "
-          f"(STREAM's count: {r0['triad_stream_GB_per_s']:.2f}); in-place update "
-          f"{r0['update_GB_per_s']:.2f} GB/s")
-    print(f"threads: torch "
-          f"{frame['torch_threads'].iloc[0]}, numba {frame.get('numba_threads', [None])[0]}; "
-          f"{args.size:,} {args.dtype} elements per step")
-    _print_frame(frame[cols])
+    cols = ["optimizer", "config", "implementation", "threads", "seconds", "spread", "GB_per_s",
+            "fraction_of_ceiling", "fraction_of_triad", "speedup_vs_best_torch", "temporaries"]
+    print(f"{args.size:,} {args.dtype} elements per step; best of {args.repeats} interleaved "
+          "rounds; spread = median / best - 1")
+    for t, block in frame.groupby("threads", sort=True):
+        r0 = block.iloc[0]
+        print(f"\nthreads {t} (torch {r0['torch_threads']}, numba {r0['numba_threads']}): triad "
+              f"{r0['triad_GB_per_s']:.2f} GB/s counting the write-allocate read (STREAM's "
+              f"count: {r0['triad_stream_GB_per_s']:.2f}); in-place update "
+              f"{r0['update_GB_per_s']:.2f} GB/s")
+        ceil = block.groupby("optimizer", sort=False)[["ceiling_GB_per_s", "ceiling_spread"]]
+        print("ceiling (the step's own arrays, streamed in place, paired with its steps): "
+              + "; ".join(f"{o} {c.iloc[0, 0]:.2f} GB/s ±{100 * c.iloc[0, 1]:.0f} %"
+                          for o, c in ceil))
+        _print_frame(block[cols])
     if args.out:
         from suite.report.load import write_frame
 
@@ -164,7 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="the roofline: optimizer steps vs streaming bandwidth")
     p.add_argument("--size", type=int, default=1 << 23, help="elements per step")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, nargs="+", default=[1],
+                   help="thread count(s) for torch and Numba, e.g. --threads 1 2 (Numba "
+                        "needs NUMBA_NUM_THREADS >= the largest)")
+    p.add_argument("--thread-sweep", action="store_true",
+                   help="measure at every thread count from 1 to the cores available")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--optimizers", type=_csv, default=["sgd", "adagrad", "rmsprop", "adam",
                                                         "adamw"])
