@@ -395,3 +395,26 @@ def parallel_threshold(sizes: Sequence[int] = tuple(1 << k for k in range(10, 23
                          "serial_s": best["serial"], "chunked_s": best["chunked"],
                          "speedup": best["serial"] / best["chunked"]})
     return pd.DataFrame(rows)
+
+
+def speedups(bench: pd.DataFrame, ours: Sequence[str] = ("numba", "numba-fused"),
+             stat: str = "median") -> pd.DataFrame:
+    """Per pytest-benchmark group (one operation at one size and thread count): each of
+    ``ours``'s ``stat`` time and the ratio of every other implementation's time to it (> 1:
+    ours is faster). ``bench`` is :func:`suite.report.load.read_benchmark_json`'s frame of a run
+    whose benchmarks record ``extra_info["impl"]`` (``tests/test_benchmarks.py``)."""
+    if "extra_impl" not in bench:
+        raise ValueError("the benchmarks carry no extra_info['impl']: run tests/test_benchmarks.py "
+                         "of this version with --benchmark-json")
+    t = bench.pivot_table(index="group", columns="extra_impl", values=stat, aggfunc="first")
+    rows = []
+    for group, r in t.iterrows():
+        for o in ours:
+            if o not in r or not np.isfinite(r[o]):
+                continue
+            row: dict[str, Any] = {"group": group, "ours": o, f"{stat}_ms": r[o] * 1e3}
+            for other in t.columns:
+                if other not in ours and np.isfinite(r[other]):
+                    row[f"vs {other}"] = r[other] / r[o]
+            rows.append(row)
+    return pd.DataFrame(rows)

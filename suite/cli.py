@@ -153,6 +153,28 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_ratios(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from suite import bench
+    from suite.report.load import read_benchmark_json
+
+    frame = bench.speedups(read_benchmark_json(Path(args.json)), stat=args.stat)
+    if args.groups:
+        frame = frame[frame["group"].str.contains(args.groups, regex=True)]
+    print(f"{args.stat} time of ours and each other implementation's time / ours "
+          f"(> 1: ours faster), from {args.json}")
+    if args.markdown:
+        cells = frame.map(lambda x: f"{x:.2f}" if isinstance(x, float) else str(x))
+        print("| " + " | ".join(frame.columns) + " |")
+        print("|" + "---|" * len(frame.columns))
+        for row in cells.itertuples(index=False):
+            print("| " + " | ".join(row).replace("nan", "-") + " |")
+    else:
+        print(frame.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gradsuite", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -186,6 +208,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the frame here (.csv or .parquet)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("bench-ratios",
+                       help="speed ratios (others / ours) from a pytest-benchmark JSON file")
+    p.add_argument("json", help="pytest-benchmark --benchmark-json output")
+    p.add_argument("--stat", default="median", choices=["median", "min", "mean"])
+    p.add_argument("--groups", help="regular expression the group must contain")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    p.set_defaults(func=cmd_bench_ratios)
 
     p = sub.add_parser("check", help="check an optimizer (module:Class) against a reference")
     p.add_argument("optimizer", help="import path, e.g. mypackage.optim:MyAdam")

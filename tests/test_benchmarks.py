@@ -70,7 +70,7 @@ def test_optimizer_step(benchmark, name, size, impl):
         backend = {"torch-backend": "torch"}.get(impl, impl)
         fn = _ours(name, backend, shapes, flat=size == "many" and backend == "numba")
     benchmark.group = f"step {name} size={size}"
-    benchmark.extra_info.update({"size": size, "tensors": len(shapes),
+    benchmark.extra_info.update({"impl": impl, "size": size, "tensors": len(shapes),
                                  "elements": int(sum(np.prod(s) for s in shapes)),
                                  **thread_counts(),
                                  "flat_buffer": size == "many" and impl == "numba",
@@ -98,7 +98,8 @@ def test_optimizer_step_threads(benchmark, name, threads, impl):
     else:
         fn = _ours(name, "numba", shapes, flat=False)
     benchmark.group = f"step {name} size={1 << 22} threads={threads}"
-    benchmark.extra_info.update({"size": 1 << 22, "threads": n, **got, "dtype": "float32"})
+    benchmark.extra_info.update({"impl": impl, "size": 1 << 22, "threads": n, **got,
+                                 "dtype": "float32"})
     benchmark(fn)
 
 
@@ -136,7 +137,7 @@ def test_activation_forward_backward(benchmark, name, impl):
             act.backward(ax, ady)
     fn()
     benchmark.group = f"activation {name} forward+backward n={n}"
-    benchmark.extra_info.update({"size": n, **thread_counts()})
+    benchmark.extra_info.update({"impl": impl, "size": n, **thread_counts()})
     benchmark(fn)
 
 
