@@ -26,9 +26,11 @@ The ceiling is measured *paired* with each optimizer: a streaming kernel with th
 access pattern (the gradient read, the parameter and every state array read and written in
 place, one multiply-add per array: :func:`ceiling_kernel`) is timed interleaved with that
 optimizer's implementations, round by round, at the same thread count, and every time is the
-best of ``repeats`` rounds. ``fraction_of_ceiling`` is the step's bandwidth over that paired
-reference, and ``spread`` (per row) the relative distance of the median round from the best one:
-a fraction above 1 by less than the two spreads is measurement noise, not a broken ceiling.
+best of ``repeats`` rounds (``spread``: the median round's distance from the best one). The
+ceiling is timed again right before each implementation in every round, and
+``fraction_of_ceiling`` is the median over rounds of the ratio of those two adjacent times
+(``fraction_spread``: half the interquartile range of the ratios, relative): adjacent calls see
+the same load on a shared machine, so the fraction stays at or below 1 within that spread.
 ``threads`` may be a list: the measurement is repeated at each count (a thread sweep), and every
 row records the count asked for and the counts torch and Numba report.
 """
@@ -136,32 +138,60 @@ def ceiling_kernel(n_rw: int, size: int, dtype: str = "float32") -> Callable[[],
     return lambda: fn(g, *arrays, s)
 
 
-def paired_times(fns: dict[str, Callable[[], Any]], repeats: int = 7, min_time: float = 0.02
-                 ) -> tuple[dict[str, float], dict[str, float]]:
+def _inner(fn: Callable[[], Any], min_time: float) -> int:
+    fn()
+    t0 = time.perf_counter()
+    fn()
+    return max(1, int(min_time / max(time.perf_counter() - t0, 1e-9)))
+
+
+def _timed(fn: Callable[[], Any], inner: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(inner):
+        fn()
+    return (time.perf_counter() - t0) / inner
+
+
+def paired_times(fns: dict[str, Callable[[], Any]], repeats: int = 7, min_time: float = 0.02,
+                 reference: str | None = None) -> tuple[dict[str, float], dict[str, float]]:
     """Best seconds per call of each function, measured interleaved, and each one's spread.
 
     Each function is warmed up and given an inner loop of about ``min_time``; then ``repeats``
     rounds time every function once in turn, so that all of them see the same state of a
     shared machine. Returns ``(best, spread)``: the minimum over rounds and
     ``median / minimum - 1``.
+
+    With ``reference`` (a key of ``fns``), the reference is timed again right before every
+    other function in each round, and ``best[f"{k}/{reference}"]`` is the median over rounds of
+    the ratio of ``k``'s time to the reference's time just before it (``spread`` of that key:
+    half the interquartile range of the ratios, relative to their median). Adjacent calls see
+    the same load, so the ratio holds on a busy machine where the two best times need not come
+    from equally quiet moments.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
-    inner = {}
-    for k, fn in fns.items():
-        fn()
-        t0 = time.perf_counter()
-        fn()
-        inner[k] = max(1, int(min_time / max(time.perf_counter() - t0, 1e-9)))
+    if reference is not None and reference not in fns:
+        raise ValueError(f"reference {reference!r} is not one of {list(fns)}")
+    inner = {k: _inner(fn, min_time) for k, fn in fns.items()}
     samples: dict[str, list[float]] = {k: [] for k in fns}
+    ratios: dict[str, list[float]] = {k: [] for k in fns if k != reference}
     for _ in range(repeats):
         for k, fn in fns.items():
-            t0 = time.perf_counter()
-            for _ in range(inner[k]):
-                fn()
-            samples[k].append((time.perf_counter() - t0) / inner[k])
+            if reference is not None and k != reference:
+                t_ref = _timed(fns[reference], inner[reference])
+                samples[reference].append(t_ref)
+                t = _timed(fn, inner[k])
+                ratios[k].append(t / t_ref)
+            else:
+                t = _timed(fn, inner[k])
+            samples[k].append(t)
     best = {k: float(np.min(v)) for k, v in samples.items()}
     spread = {k: float(np.median(v) / np.min(v) - 1) for k, v in samples.items()}
+    if reference is not None:
+        for k, r in ratios.items():
+            q1, med, q3 = np.percentile(r, [25, 50, 75])
+            best[f"{k}/{reference}"] = float(med)
+            spread[f"{k}/{reference}"] = float((q3 - q1) / 2 / med)
     return best, spread
 
 
@@ -307,7 +337,7 @@ def roofline(size: int = 1 << 23, threads: int | Sequence[int] = 1, dtype: str =
         for t in counts:
             got = set_threads(t)
             bw = triad_bandwidth(size, dtype, 3)
-            best, spread = paired_times({**refs, **fns}, repeats)
+            best, spread = paired_times({**refs, **fns}, repeats, reference="ceiling")
             after = thread_counts()
             if after != got:
                 raise RuntimeError(f"thread counts changed during the measurement: set {got}, "
@@ -322,7 +352,9 @@ def roofline(size: int = 1 << 23, threads: int | Sequence[int] = 1, dtype: str =
                              "bytes": nbytes, "GB_per_s": nbytes / tm / 1e9,
                              "ceiling_GB_per_s": ceiling / 1e9,
                              "ceiling_spread": spread["ceiling"],
-                             "fraction_of_ceiling": nbytes / tm / ceiling,
+                             # median of per-round ratios to the ceiling timed just before
+                             "fraction_of_ceiling": 1 / best[f"{impl}/ceiling"],
+                             "fraction_spread": spread[f"{impl}/ceiling"],
                              "triad_GB_per_s": bw["triad"] / 1e9,
                              "triad_stream_GB_per_s": bw["triad_stream"] / 1e9,
                              "update_GB_per_s": bw["update"] / 1e9,
@@ -342,6 +374,63 @@ def roofline(size: int = 1 << 23, threads: int | Sequence[int] = 1, dtype: str =
     frame["temporaries"] = [temps[r.optimizer, r.implementation, r.threads]
                             for r in frame.itertuples()]
     return frame
+
+
+def compute_bound(optimizers: Sequence[str] = tuple(BENCH_HYPER), threads: int = 1,
+                  small: int = 1 << 15, large: int = 1 << 23, dtype: str = "float32",
+                  repeats: int = 7) -> pd.DataFrame:
+    """Which resource bounds each Numba step: its time per element with every array in cache
+    (``small`` elements) and from memory (``large``), next to the paired ceiling's time per
+    element from memory, all on ``threads`` threads (Numba's steps split in ``threads`` chunks
+    at both sizes), interleaved, best of ``repeats``.
+
+    ``bound`` is "compute" where the in-cache step alone takes at least 90 % of the memory
+    floor (the ceiling's time): then no memory system makes it reach the ceiling, and its
+    arithmetic (on x86, the divide/square-root unit) is the limit; "memory" otherwise.
+    """
+    from suite.optim import numba_kernels as K
+
+    got = set_threads(threads)
+    if got["numba_threads"] != threads:
+        raise ValueError(f"threads={threads} asked for, but Numba runs {got['numba_threads']}")
+    itemsize = np.dtype(dtype).itemsize
+    rows = []
+    saved = K.CHUNKS
+    K.CHUNKS = threads
+    try:
+        for name in optimizers:
+            hyper = BENCH_HYPER[name]
+            bpe = bytes_per_element(name, hyper, itemsize)
+            fns = {}
+            for size in (small, large):
+                rule = optim.get(name, backend="numba", **hyper)
+                rng = np.random.default_rng(0)
+                p = [rng.standard_normal(size).astype(dtype)]
+                g = [(rng.standard_normal(size) * 1e-3).astype(dtype)]
+                st = rule.init(p)
+                rule.step(p, g, st)
+                fns[size] = lambda rule=rule, p=p, g=g, st=st: rule.step(p, g, st)
+            ceil = ceiling_kernel((bpe // itemsize - 1) // 2, large, dtype)
+            best, spread = paired_times({"ceiling": ceil, "small": fns[small],
+                                         "large": fns[large]}, repeats, reference="ceiling")
+            ns_small = best["small"] / small * 1e9
+            ns_large = best["large"] / large * 1e9
+            ns_floor = best["ceiling"] / large * 1e9
+            # paired ratios (each size against the ceiling timed just before it)
+            in_cache_over_floor = best["small/ceiling"] * large / small
+            fraction = 1 / best["large/ceiling"]
+            rows.append({"optimizer": name, "config": _config(hyper), "threads": threads,
+                         "ns_per_element_in_cache": ns_small,
+                         "ns_per_element_from_memory": ns_large,
+                         "ns_per_element_memory_floor": ns_floor,
+                         "fraction_of_ceiling": fraction,
+                         "in_cache_over_floor": in_cache_over_floor,
+                         "spread": max(spread["small/ceiling"], spread["large/ceiling"]),
+                         "bound": "compute" if in_cache_over_floor >= 0.9 else "memory",
+                         **got})
+    finally:
+        K.CHUNKS = saved
+    return pd.DataFrame(rows)
 
 
 def sweep_threads() -> list[int]:

@@ -132,9 +132,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
                            optimizers=args.optimizers, repeats=args.repeats,
                            progress=not args.no_progress)
     cols = ["optimizer", "config", "implementation", "threads", "seconds", "spread", "GB_per_s",
-            "fraction_of_ceiling", "fraction_of_triad", "speedup_vs_best_torch", "temporaries"]
+            "fraction_of_ceiling", "fraction_spread", "fraction_of_triad",
+            "speedup_vs_best_torch", "temporaries"]
     print(f"{args.size:,} {args.dtype} elements per step; best of {args.repeats} interleaved "
-          "rounds; spread = median / best - 1")
+          "rounds; spread = median / best - 1; fraction_of_ceiling = median over rounds of "
+          "(ceiling "
+          "time / step time), each step timed right after the ceiling; fraction_spread = half "
+          "its interquartile range")
     for t, block in frame.groupby("threads", sort=True):
         r0 = block.iloc[0]
         print(f"\nthreads {t} (torch {r0['torch_threads']}, numba {r0['numba_threads']}): triad "
@@ -146,6 +150,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
               + "; ".join(f"{o} {c.iloc[0, 0]:.2f} GB/s ±{100 * c.iloc[0, 1]:.0f} %"
                           for o, c in ceil))
         _print_frame(block[cols])
+    if args.bound:
+        print("\nwhat bounds each Numba step: ns per element in cache vs from memory vs the "
+              "ceiling's (memory floor)")
+        bound = pd.concat([bench.compute_bound(args.optimizers, t, large=args.size,
+                                               dtype=args.dtype, repeats=args.repeats)
+                           for t in threads], ignore_index=True)
+        _print_frame(bound)
     if args.out:
         from suite.report.load import write_frame
 
@@ -201,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "needs NUMBA_NUM_THREADS >= the largest)")
     p.add_argument("--thread-sweep", action="store_true",
                    help="measure at every thread count from 1 to the cores available")
+    p.add_argument("--bound", action="store_true",
+                   help="also time each Numba step in cache and from memory against the "
+                        "ceiling: compute- or memory-bound, per thread count")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--optimizers", type=_csv, default=["sgd", "adagrad", "rmsprop", "adam",
                                                         "adamw"])

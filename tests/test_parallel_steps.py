@@ -156,10 +156,34 @@ def test_roofline_records_threads_config_and_spread():
     assert numba_row["temporaries"] == pytest.approx(0.0, abs=0.05)
     numpy_row = frame[frame.implementation == "numpy"].iloc[0]
     assert numpy_row["temporaries"] > 0.9  # NumPy's SGD makes full-size temporaries
-    for col in ("spread", "ceiling_spread", "fraction_of_ceiling", "ceiling_GB_per_s"):
+    for col in ("spread", "ceiling_spread", "fraction_of_ceiling", "fraction_spread",
+                "ceiling_GB_per_s"):
         assert np.isfinite(frame[col]).all(), col
     import numba
 
     too_many = numba.config.NUMBA_NUM_THREADS + 1
     with pytest.raises(ValueError, match=f"threads={too_many} asked for.*NUMBA_NUM_THREADS"):
         bench.roofline(size=1 << 10, threads=[1, too_many], optimizers=["sgd"])
+
+
+def test_compute_bound_reports_per_element_times():
+    frame = bench.compute_bound(["adagrad"], threads=1, small=1 << 10, large=1 << 14,
+                                repeats=2)
+    row = frame.iloc[0]
+    assert row["threads"] == 1
+    assert row["bound"] in ("compute", "memory")
+    assert row["bound"] == ("compute" if row["in_cache_over_floor"] >= 0.9 else "memory")
+    assert 0 < row["fraction_of_ceiling"] < 10
+    assert K.CHUNKS is None  # restored
+
+
+def test_paired_ratio_of_twice_the_work_is_two():
+    """The ratio of adjacent timings: summing an array twice over takes twice as long as
+    once (within a generous margin for a shared machine); an inverted ratio would read 0.5."""
+    a = np.ones(1 << 16)
+    best, spread = bench.paired_times({"once": a.sum, "twice": lambda: (a.sum(), a.sum())},
+                                      repeats=9, min_time=0.005, reference="once")
+    assert 1.4 < best["twice/once"] < 2.8, best
+    assert spread["twice/once"] >= 0
+    with pytest.raises(ValueError, match="reference 'x' is not one of"):
+        bench.paired_times({"once": a.sum}, reference="x")

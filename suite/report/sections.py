@@ -85,7 +85,7 @@ def speed_section(frames: Frames) -> str:
         one_t = r[r["threads"] == r["threads"].min()] if "threads" in r else r
         out.append(_img(F.roofline_bars(one_t), "roofline bars"))
         cols = ["optimizer", "config", "implementation", "threads", "seconds", "spread",
-                "GB_per_s", "fraction_of_ceiling", "ceiling_spread", "fraction_of_triad",
+                "GB_per_s", "fraction_of_ceiling", "fraction_spread", "fraction_of_triad",
                 "speedup_vs_best_torch", "temporaries", "torch_threads", "numba_threads"]
         out.append(_table(r[[c for c in cols if c in r]], 200))
         if "threads" in r and r["threads"].nunique() > 1:
