@@ -442,6 +442,51 @@ def compute_bound(optimizers: Sequence[str] = tuple(BENCH_HYPER), threads: int =
     return pd.DataFrame(rows)
 
 
+def activation_speed(names: Sequence[str] | None = None, size: int = 1_000_000,
+                     threads: int = 1, repeats: int = 9) -> pd.DataFrame:
+    """Forward + backward of each activation on ``size`` float32 elements: ours (``numba``:
+    forward then backward; ``numba-fused``: ``forward_backward``; ``numpy``) against torch's
+    function plus autograd's backward, in one process on ``threads`` threads.
+
+    Each implementation is timed right after torch in every round (:func:`paired_times`), and
+    ``speedup`` is the median over rounds of torch's time over ours (> 1: ours faster;
+    ``spread``: half its interquartile range, relative). softmax and log_softmax run on
+    rows of 1000.
+    """
+    import torch
+
+    from suite import activations
+
+    got = set_threads(threads)
+    rows = []
+    for name in names or activations.NAMES:
+        x = np.random.default_rng(0).standard_normal(size).astype(np.float32)
+        dy = np.ones(size, dtype=np.float32)
+        if name in ("softmax", "log_softmax"):
+            x, dy = x.reshape(-1, 1000), dy.reshape(-1, 1000)
+        tx = torch.from_numpy(x).requires_grad_(True)
+        tdy = torch.from_numpy(dy)
+        f_t = activations.get(name).torch_fn()
+
+        def torch_fb(tx: Any = tx, tdy: Any = tdy, f_t: Any = f_t) -> None:
+            tx.grad = None
+            f_t(tx).backward(tdy)
+
+        nb = activations.get(name, backend="numba")
+        npy = activations.get(name, backend="numpy")
+        fns = {"torch": torch_fb,
+               "numba": lambda a=nb, x=x, dy=dy: (a.forward(x), a.backward(x, dy)),
+               "numba-fused": lambda a=nb, x=x, dy=dy: a.forward_backward(x, dy),
+               "numpy": lambda a=npy, x=x, dy=dy: (a.forward(x), a.backward(x, dy))}
+        best, spread = paired_times(fns, repeats, reference="torch")
+        rows.extend({"activation": name, "implementation": impl, "size": size,
+                     "threads": threads, "seconds": best[impl], "torch_seconds": best["torch"],
+                     "speedup": 1 / best[f"{impl}/torch"], "spread": spread[f"{impl}/torch"],
+                     **got}
+                    for impl in ("numba", "numba-fused", "numpy"))
+    return pd.DataFrame(rows)
+
+
 def sweep_threads() -> list[int]:
     """1 .. the cores this process may use, capped by the threads Numba was started with."""
     import os

@@ -164,6 +164,27 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_activations(args: argparse.Namespace) -> int:
+    from suite import bench
+
+    frames = [bench.activation_speed(args.activations or None, args.size, t, args.repeats)
+              for t in args.threads]
+    frame = pd.concat(frames, ignore_index=True)
+    print(f"forward + backward, {args.size:,} float32 elements; speedup = torch's time / ours "
+          f"(> 1: ours faster), median over {args.repeats} rounds of adjacent timings; spread "
+          "= half its interquartile range")
+    wide = frame.pivot_table(index=["activation", "threads"], columns="implementation",
+                             values="speedup", sort=False)
+    wide["spread (fused)"] = frame[frame.implementation == "numba-fused"].set_index(
+        ["activation", "threads"])["spread"]
+    print(wide.reset_index().to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+    if args.out:
+        from suite.report.load import write_frame
+
+        print(f"wrote {write_frame(frame, args.out)}")
+    return 0
+
+
 def cmd_bench_ratios(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -222,6 +243,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the frame here (.csv or .parquet)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("bench-activations",
+                       help="activations' forward + backward: ours vs torch, paired timings")
+    p.add_argument("--activations", type=_csv, default=[], help="comma-separated subset")
+    p.add_argument("--size", type=int, default=1_000_000)
+    p.add_argument("--threads", type=int, nargs="+", default=[1])
+    p.add_argument("--repeats", type=int, default=9)
+    p.add_argument("--out", help="write the frame here (.csv or .parquet)")
+    p.set_defaults(func=cmd_bench_activations)
 
     p = sub.add_parser("bench-ratios",
                        help="speed ratios (others / ours) from a pytest-benchmark JSON file")

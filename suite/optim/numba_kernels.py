@@ -147,11 +147,13 @@ def adam_kernel(p, g, m, v, vmax, decay, one_minus_beta1, lerp_rest, beta2, one_
 
 # --- threads ------------------------------------------------------------------------------------
 
-#: Parameters smaller than this (elements) are stepped on one thread: below it, waking Numba's
-#: threads costs more than the second core saves. Measured on a 2-core AMD EPYC (Zen 1), float32
-#: Adam and SGD-momentum, serial against two chunks on two threads: see
-#: ``parallel_threshold`` in :mod:`suite.bench` to re-measure it on another machine.
-PARALLEL_MIN_SIZE = 1 << 16
+#: Parameters smaller than this (elements; 1 MiB of float32) are stepped on one thread: below
+#: it, waking Numba's threads costs more than the second core saves. From
+#: :func:`suite.bench.parallel_threshold` (serial against one chunk per thread, float32 SGD with
+#: momentum and Adam) on a shared 2-core AMD EPYC: two chunks first won at 2**18 elements (SGD
+#: 1.2x) and lost at 2**16 (0.46x); on a machine loaded beyond its cores a 2-thread step loses
+#: at every size (each parallel region waits for a free core). Re-measure on other machines.
+PARALLEL_MIN_SIZE = 1 << 18
 #: Chunks per step for every kernel run through :func:`parallel`, whatever the size and the
 #: thread count (None: one per Numba thread above :data:`PARALLEL_MIN_SIZE`). For tests and
 #: measurements: the results do not depend on it.
