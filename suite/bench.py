@@ -392,7 +392,10 @@ def compute_bound(optimizers: Sequence[str] = tuple(BENCH_HYPER), threads: int =
 
     ``bound`` is "compute" where the in-cache step alone takes at least 90 % of the memory
     floor (the ceiling's time): then no memory system makes it reach the ceiling, and its
-    arithmetic (on x86, the divide/square-root unit) is the limit; "memory" otherwise.
+    arithmetic (on x86, the divide/square-root unit) is the limit; "memory" otherwise;
+    "inconclusive" where the in-cache step per element took over 1.5x the step from memory (the
+    small measurement was dominated by waiting: for a core on a loaded machine, or for
+    threads to wake).
     """
     from suite.optim import numba_kernels as K
 
@@ -435,7 +438,8 @@ def compute_bound(optimizers: Sequence[str] = tuple(BENCH_HYPER), threads: int =
                          "fraction_of_ceiling": fraction,
                          "in_cache_over_floor": in_cache_over_floor,
                          "spread": max(spread["small/ceiling"], spread["large/ceiling"]),
-                         "bound": "compute" if in_cache_over_floor >= 0.9 else "memory",
+                         "bound": ("inconclusive" if ns_small > 1.5 * ns_large
+                                   else "compute" if in_cache_over_floor >= 0.9 else "memory"),
                          **got})
     finally:
         K.CHUNKS = saved
