@@ -26,7 +26,9 @@ The ceiling is measured *paired* with each optimizer: a streaming kernel with th
 access pattern (the gradient read, the parameter and every state array read and written in
 place, one multiply-add per array: :func:`ceiling_kernel`) is timed interleaved with that
 optimizer's implementations, round by round, at the same thread count, and every time is the
-best of ``repeats`` rounds (``spread``: the median round's distance from the best one). The
+best of ``repeats`` rounds (``spread``: the median round's distance from the best one), on
+the calling thread's CPU clock at one thread (time spent waiting for a core on a shared
+machine is left out) and on the wall clock at more (``clock`` column). The
 ceiling is timed again right before each implementation in every round, and
 ``fraction_of_ceiling`` is the median over rounds of the ratio of those two adjacent times
 (``fraction_spread``: half the interquartile range of the ratios, relative): adjacent calls see
@@ -144,6 +146,12 @@ def ceiling_kernel(n_rw: int, size: int, dtype: str = "float32") -> Callable[[],
     return lambda: fn(g, *arrays, s)
 
 
+#: clocks for :func:`paired_times`: wall time, or the calling thread's CPU time, which leaves
+#: out the time the thread waits for a core on a machine with more runnable threads than cores
+#: (valid only where all the work runs on the calling thread: one thread for torch and Numba)
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.thread_time}
+
+
 def _inner(fn: Callable[[], Any], min_time: float) -> int:
     fn()
     t0 = time.perf_counter()
@@ -151,15 +159,21 @@ def _inner(fn: Callable[[], Any], min_time: float) -> int:
     return max(1, int(min_time / max(time.perf_counter() - t0, 1e-9)))
 
 
-def _timed(fn: Callable[[], Any], inner: int) -> float:
-    t0 = time.perf_counter()
+def _timed(fn: Callable[[], Any], inner: int, clock: Callable[[], float]) -> float:
+    t0 = clock()
     for _ in range(inner):
         fn()
-    return (time.perf_counter() - t0) / inner
+    return (clock() - t0) / inner
+
+
+def clock_for(threads: int) -> str:
+    """"cpu" for one thread (robust to a shared machine), "wall" otherwise."""
+    return "cpu" if threads == 1 else "wall"
 
 
 def paired_times(fns: dict[str, Callable[[], Any]], repeats: int = 7, min_time: float = 0.02,
-                 reference: str | None = None) -> tuple[dict[str, float], dict[str, float]]:
+                 reference: str | None = None, clock: str = "wall"
+                 ) -> tuple[dict[str, float], dict[str, float]]:
     """Best seconds per call of each function, measured interleaved, and each one's spread.
 
     Each function is warmed up and given an inner loop of about ``min_time``; then ``repeats``
@@ -172,8 +186,11 @@ def paired_times(fns: dict[str, Callable[[], Any]], repeats: int = 7, min_time: 
     the ratio of ``k``'s time to the reference's time just before it (``spread`` of that key:
     half the interquartile range of the ratios, relative to their median). Adjacent calls see
     the same load, so the ratio holds on a busy machine where the two best times need not come
-    from equally quiet moments.
+    from equally quiet moments. ``clock``: a key of :data:`CLOCKS`.
     """
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {list(CLOCKS)}, got {clock!r}")
+    now = CLOCKS[clock]
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     if reference is not None and reference not in fns:
@@ -184,12 +201,12 @@ def paired_times(fns: dict[str, Callable[[], Any]], repeats: int = 7, min_time: 
     for _ in range(repeats):
         for k, fn in fns.items():
             if reference is not None and k != reference:
-                t_ref = _timed(fns[reference], inner[reference])
+                t_ref = _timed(fns[reference], inner[reference], now)
                 samples[reference].append(t_ref)
-                t = _timed(fn, inner[k])
+                t = _timed(fn, inner[k], now)
                 ratios[k].append(t / t_ref)
             else:
-                t = _timed(fn, inner[k])
+                t = _timed(fn, inner[k], now)
             samples[k].append(t)
     best = {k: float(np.min(v)) for k, v in samples.items()}
     spread = {k: float(np.median(v) / np.min(v) - 1) for k, v in samples.items()}
@@ -343,7 +360,8 @@ def roofline(size: int = 1 << 23, threads: int | Sequence[int] = 1, dtype: str =
         for t in counts:
             got = set_threads(t)
             bw = triad_bandwidth(size, dtype, 3)
-            best, spread = paired_times({**refs, **fns}, repeats, reference="ceiling")
+            best, spread = paired_times({**refs, **fns}, repeats, reference="ceiling",
+                                        clock=clock_for(t))
             after = thread_counts()
             if after != got:
                 raise RuntimeError(f"thread counts changed during the measurement: set {got}, "
@@ -354,7 +372,8 @@ def roofline(size: int = 1 << 23, threads: int | Sequence[int] = 1, dtype: str =
                 tm = best[impl]
                 rows.append({"optimizer": name, "config": _config(hyper),
                              "implementation": impl, "dtype": dtype, "size": size,
-                             "threads": t, "seconds": tm, "spread": spread[impl],
+                             "threads": t, "clock": clock_for(t), "seconds": tm,
+                             "spread": spread[impl],
                              "bytes": nbytes, "GB_per_s": nbytes / tm / 1e9,
                              "ceiling_GB_per_s": ceiling / 1e9,
                              "ceiling_spread": spread["ceiling"],
@@ -424,7 +443,8 @@ def compute_bound(optimizers: Sequence[str] = tuple(BENCH_HYPER), threads: int =
                              f(p, g, st, **h))
             ceil = ceiling_kernel((bpe // itemsize - 1) // 2, large, dtype)
             best, spread = paired_times({"ceiling": ceil, "small": fns[small],
-                                         "large": fns[large]}, repeats, reference="ceiling")
+                                         "large": fns[large]}, repeats, reference="ceiling",
+                                        clock=clock_for(threads))
             ns_small = best["small"] / small * 1e9
             ns_large = best["large"] / large * 1e9
             ns_floor = best["ceiling"] / large * 1e9
@@ -432,7 +452,7 @@ def compute_bound(optimizers: Sequence[str] = tuple(BENCH_HYPER), threads: int =
             in_cache_over_floor = best["small/ceiling"] * large / small
             fraction = 1 / best["large/ceiling"]
             rows.append({"optimizer": name, "config": _config(hyper), "threads": threads,
-                         "ns_per_element_in_cache": ns_small,
+                         "clock": clock_for(threads), "ns_per_element_in_cache": ns_small,
                          "ns_per_element_from_memory": ns_large,
                          "ns_per_element_memory_floor": ns_floor,
                          "fraction_of_ceiling": fraction,
@@ -482,9 +502,10 @@ def activation_speed(names: Sequence[str] | None = None, size: int = 1_000_000,
                "numba": lambda a=nb, x=x, dy=dy: (a.forward(x), a.backward(x, dy)),
                "numba-fused": lambda a=nb, x=x, dy=dy: a.forward_backward(x, dy),
                "numpy": lambda a=npy, x=x, dy=dy: (a.forward(x), a.backward(x, dy))}
-        best, spread = paired_times(fns, repeats, reference="torch")
+        best, spread = paired_times(fns, repeats, reference="torch", clock=clock_for(threads))
         rows.extend({"activation": name, "implementation": impl, "size": size,
-                     "threads": threads, "seconds": best[impl], "torch_seconds": best["torch"],
+                     "threads": threads, "clock": clock_for(threads), "seconds": best[impl],
+                     "torch_seconds": best["torch"],
                      "speedup": 1 / best[f"{impl}/torch"], "spread": spread[f"{impl}/torch"],
                      **got}
                     for impl in ("numba", "numba-fused", "numpy"))
