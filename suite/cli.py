@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 
@@ -74,48 +75,99 @@ def cmd_check_references(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rename(value: str) -> dict[str, str]:
+    """``momentum=beta,lr=learning_rate`` -> {"momentum": "beta", "lr": "learning_rate"}."""
+    out: dict[str, str] = {}
+    for part in _csv(value):
+        ref, sep, theirs = part.partition("=")
+        if not sep or not ref.strip() or not theirs.strip():
+            raise ValueError(
+                f"--rename expects reference=theirs pairs such as momentum=beta, got {part!r}")
+        out[ref.strip()] = theirs.strip()
+    return out
+
+
 def cmd_check(args: argparse.Namespace) -> int:
-    from suite.conformance import check_optimizer, load_object
+    import json
+
+    from suite.conformance import check_optimizer
+    from suite.conformance.optimizers import UNIT_ROUNDOFF
     from suite.optim import get_spec
+    from suite.probes import PROBES
+    from suite.subjects import add_cwd_to_path, load_object
     from suite.sweep import set_threads
+
+    def usage(message: str) -> int:
+        print(f"error: {message}", file=sys.stderr)
+        return 2
 
     set_threads(1)
     try:
         spec = get_spec(args.reference)
+        rename = _rename(args.rename)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        opt = load_object(args.optimizer)
-    except ImportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return usage(str(exc))
+    if args.steps < 1:
+        return usage(f"--steps {args.steps}: expected a positive number of steps")
+    bad = [d for d in args.dtypes if d not in UNIT_ROUNDOFF]
+    if bad or not args.dtypes:
+        return usage(f"--dtypes {','.join(args.dtypes) or repr('')}: expected some of "
+                     f"{', '.join(UNIT_ROUNDOFF)}")
+    bad = [p for p in args.probes if p not in PROBES]
+    if bad or not args.probes:
+        return usage(f"--probes {','.join(args.probes) or repr('')}: expected some of "
+                     f"{', '.join(PROBES)}")
     configs = None
-    if args.configs:
-        import json
-
+    if args.configs is not None:
         try:
             configs = json.loads(args.configs)
-            if not (isinstance(configs, list) and all(isinstance(c, dict) for c in configs)):
-                raise ValueError(args.configs)
         except ValueError:
-            print(f"error: --configs must be a JSON list of objects, got {args.configs!r}",
-                  file=sys.stderr)
-            return 2
+            configs = None
+        if not (isinstance(configs, list) and all(isinstance(c, dict) for c in configs)):
+            return usage(f"--configs must be a JSON list of objects, got {args.configs!r}")
+        if not configs:
+            return usage("--configs is an empty list: nothing to check")
+        for i, c in enumerate(configs):
+            if "betas" in c and isinstance(c["betas"], list):
+                c["betas"] = tuple(c["betas"])
+            try:
+                spec.resolve(**c)
+            except (TypeError, ValueError) as exc:
+                return usage(f"--configs entry {i} {json.dumps(c)}: {exc}")
+    unknown = sorted(set(rename) - set(spec.defaults))
+    if unknown:
+        return usage(f"--rename {', '.join(unknown)}: not a hyperparameter of {spec.name} "
+                     f"({', '.join(spec.defaults)})")
+    added = add_cwd_to_path()
+    try:
+        load_object(args.optimizer)
+    except ImportError as exc:
+        return usage(f"{exc} (the current directory {Path.cwd()} is on the import path)")
+    if added:
+        print(f"note: the current directory {added} was put on the import path, as python -m "
+              "does", file=sys.stderr)
     try:  # construct once up front, so that a broken constructor is a usage error
         import torch
 
-        opt([torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))],
-            **spec.resolve(**(configs[0] if configs else {})))
+        from suite.conformance.optimizers import accepted_hyperparameters
+        from suite.subjects import resolve
+
+        subject = resolve(args.optimizer, reference=spec.name, rename=rename)
+        status = accepted_hyperparameters(subject, spec.defaults)
+        subject.make([torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))],
+                     **{k: v for k, v in spec.defaults.items() if status[k] == "accepted"})
     except Exception as exc:  # noqa: BLE001 - any failure of the user's class is reported
-        print(f"error: {args.optimizer} raised on construction: {type(exc).__name__}: {exc}",
-              file=sys.stderr)
-        return 2
-    result = check_optimizer(opt, reference=spec.name, configs=configs, steps=args.steps,
-                             dtypes=args.dtypes)
+        return usage(f"{args.optimizer} raised on construction: {type(exc).__name__}: {exc}")
+    try:
+        result = check_optimizer(args.optimizer, reference=spec.name, configs=configs,
+                                 steps=args.steps, dtypes=args.dtypes, probes=args.probes,
+                                 rename=rename, strict_state=args.strict_state)
+    except (TypeError, ValueError) as exc:
+        return usage(str(exc))
     print(result)
-    cols = ["config", "probe", "dtype", "passed", "max_error_param", "max_error_state",
-            "first_bad_step", "quantity", "tol"]
+    cols = ["config", "probe", "dtype", "applicable", "passed", "state_agrees",
+            "max_error_param", "max_error_state", "first_bad_step", "quantity", "tol",
+            "explained_by"]
     print()
     _print_frame(result.frame[[c for c in cols if c in result.frame]])
     return 0 if result.passed else 1
@@ -165,9 +217,14 @@ def cmd_check_activation(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    import os
+
     from suite import bench
     from suite.subjects import add_cwd_to_path, resolve
 
+    threads = list(args.threads)
+    if args.thread_sweep:
+        threads = list(range(1, len(os.sched_getaffinity(0)) + 1))
     subjects = []
     if args.optimizer:
         add_cwd_to_path()
@@ -176,23 +233,83 @@ def cmd_bench(args: argparse.Namespace) -> int:
     except (ImportError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    frame = bench.roofline(size=args.size, threads=args.threads, dtype=args.dtype,
+    frame = bench.roofline(size=args.size, threads=threads, dtype=args.dtype,
                            optimizers=args.optimizers, repeats=args.repeats,
                            progress=not args.no_progress, subjects=subjects)
-    cols = ["optimizer", "implementation", "seconds", "bytes", "GB_per_s", "fraction_of_triad",
+    cols = ["optimizer", "config", "implementation", "threads", "seconds", "spread", "GB_per_s",
+            "fraction_of_ceiling", "fraction_spread", "fraction_of_triad",
             "speedup_vs_best_torch", "temporaries", "state_bytes_per_param_byte"]
-    r0 = frame.iloc[0]
-    print(f"triad bandwidth: {r0['triad_GB_per_s']:.2f} GB/s counting the write-allocate read "
-          f"(STREAM's count: {r0['triad_stream_GB_per_s']:.2f}); in-place update "
-          f"{r0['update_GB_per_s']:.2f} GB/s")
-    print(f"threads: torch "
-          f"{frame['torch_threads'].iloc[0]}, numba {frame.get('numba_threads', [None])[0]}; "
-          f"{args.size:,} {args.dtype} elements per step")
-    _print_frame(frame[cols])
+    print(f"{args.size:,} {args.dtype} elements per step; best of {args.repeats} interleaved "
+          "rounds; spread = median / best - 1; fraction_of_ceiling = median over rounds of "
+          "(ceiling "
+          "time / step time), each step timed right after the ceiling; fraction_spread = half "
+          "its interquartile range")
+    for t, block in frame.groupby("threads", sort=True):
+        r0 = block.iloc[0]
+        print(f"\nthreads {t} (torch {r0['torch_threads']}, numba {r0['numba_threads']}): triad "
+              f"{r0['triad_GB_per_s']:.2f} GB/s counting the write-allocate read (STREAM's "
+              f"count: {r0['triad_stream_GB_per_s']:.2f}); in-place update "
+              f"{r0['update_GB_per_s']:.2f} GB/s")
+        ceil = block.dropna(subset=["ceiling_GB_per_s"]).groupby("optimizer", sort=False)[
+            ["ceiling_GB_per_s", "ceiling_spread"]]
+        print("ceiling (the step's own arrays, streamed in place, paired with its steps): "
+              + "; ".join(f"{o} {c.iloc[0, 0]:.2f} GB/s ±{100 * c.iloc[0, 1]:.0f} %"
+                          for o, c in ceil))
+        _print_frame(block[cols])
+    if args.bound:
+        print("\nwhat bounds each Numba step: ns per element in cache vs from memory vs the "
+              "ceiling's (memory floor)")
+        bound = pd.concat([bench.compute_bound(args.optimizers, t, large=args.size,
+                                               dtype=args.dtype, repeats=args.repeats)
+                           for t in threads], ignore_index=True)
+        _print_frame(bound)
     if args.out:
         from suite.report.load import write_frame
 
         print(f"wrote {write_frame(frame, args.out)}")
+    return 0
+
+
+def cmd_bench_activations(args: argparse.Namespace) -> int:
+    from suite import bench
+
+    frames = [bench.activation_speed(args.activations or None, args.size, t, args.repeats)
+              for t in args.threads]
+    frame = pd.concat(frames, ignore_index=True)
+    print(f"forward + backward, {args.size:,} float32 elements; speedup = torch's time / ours "
+          f"(> 1: ours faster), median over {args.repeats} rounds of adjacent timings; spread "
+          "= half its interquartile range")
+    wide = frame.pivot_table(index=["activation", "threads"], columns="implementation",
+                             values="speedup", sort=False)
+    wide["spread (fused)"] = frame[frame.implementation == "numba-fused"].set_index(
+        ["activation", "threads"])["spread"]
+    print(wide.reset_index().to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+    if args.out:
+        from suite.report.load import write_frame
+
+        print(f"wrote {write_frame(frame, args.out)}")
+    return 0
+
+
+def cmd_bench_ratios(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from suite import bench
+    from suite.report.load import read_benchmark_json
+
+    frame = bench.speedups(read_benchmark_json(Path(args.json)), stat=args.stat)
+    if args.groups:
+        frame = frame[frame["group"].str.contains(args.groups, regex=True)]
+    print(f"{args.stat} time of ours and each other implementation's time / ours "
+          f"(> 1: ours faster), from {args.json}")
+    if args.markdown:
+        cells = frame.map(lambda x: f"{x:.2f}" if isinstance(x, float) else str(x))
+        print("| " + " | ".join(frame.columns) + " |")
+        print("|" + "---|" * len(frame.columns))
+        for row in cells.itertuples(index=False):
+            print("| " + " | ".join(row).replace("nan", "-") + " |")
+    else:
+        print(frame.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
     return 0
 
 
@@ -217,7 +334,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="the roofline: optimizer steps vs streaming bandwidth")
     p.add_argument("--size", type=int, default=1 << 23, help="elements per step")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, nargs="+", default=[1],
+                   help="thread count(s) for torch and Numba, e.g. --threads 1 2 (Numba "
+                        "needs NUMBA_NUM_THREADS >= the largest)")
+    p.add_argument("--thread-sweep", action="store_true",
+                   help="measure at every thread count from 1 to the cores available")
+    p.add_argument("--bound", action="store_true",
+                   help="also time each Numba step in cache and from memory against the "
+                        "ceiling: compute- or memory-bound, per thread count")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--optimizers", type=_csv, default=["sgd", "adagrad", "rmsprop", "adam",
                                                         "adamw"])
@@ -230,12 +354,49 @@ def build_parser() -> argparse.ArgumentParser:
                    "(torch's fastest implementation of it), e.g. adam")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("check", help="check an optimizer (module:Class) against a reference")
-    p.add_argument("optimizer", help="import path, e.g. mypackage.optim:MyAdam")
-    p.add_argument("--reference", required=True, help="sgd, adagrad, rmsprop, adam or adamw")
-    p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--dtypes", type=_csv, default=["float64", "float32"])
-    p.add_argument("--configs", help="JSON list of hyperparameter dicts to check instead")
+    p = sub.add_parser("bench-activations",
+                       help="activations' forward + backward: ours vs torch, paired timings")
+    p.add_argument("--activations", type=_csv, default=[], help="comma-separated subset")
+    p.add_argument("--size", type=int, default=1_000_000)
+    p.add_argument("--threads", type=int, nargs="+", default=[1])
+    p.add_argument("--repeats", type=int, default=9)
+    p.add_argument("--out", help="write the frame here (.csv or .parquet)")
+    p.set_defaults(func=cmd_bench_activations)
+
+    p = sub.add_parser("bench-ratios",
+                       help="speed ratios (others / ours) from a pytest-benchmark JSON file")
+    p.add_argument("json", help="pytest-benchmark --benchmark-json output")
+    p.add_argument("--stat", default="median", choices=["median", "min", "mean"])
+    p.add_argument("--groups", help="regular expression the group must contain")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    p.set_defaults(func=cmd_bench_ratios)
+
+    p = sub.add_parser(
+        "check", help="check an optimizer (module:Class) against a reference",
+        description="Check an optimizer against a gradsuite reference rule, step by step. The "
+                    "current directory is put on the import path, as python -m does. Exit 0: "
+                    "the parameters agree (and, with --strict-state, the state too); 1: they "
+                    "disagree; 2: bad input.")
+    p.add_argument("optimizer", help="import path of a class or factory, e.g. "
+                   "mypackage.optim:MyAdam (imported from the current directory too)")
+    p.add_argument("--reference", required=True, help="the rule to compare with: sgd, adagrad, "
+                   "rmsprop, adam, adamw (see gradsuite list)")
+    p.add_argument("--steps", type=int, default=200,
+                   help="steps per run (default 200)")
+    p.add_argument("--dtypes", type=_csv, default=["float64", "float32"],
+                   help="comma-separated: float64, float32, bfloat16, float16 "
+                        "(default float64,float32)")
+    p.add_argument("--probes", type=_csv, default=["scaled", "decay", "sparse", "model"],
+                   help="comma-separated gradient probes (default all four: scaled, decay, "
+                        "sparse, model)")
+    p.add_argument("--configs", help="JSON list of hyperparameter dicts (torch.optim's names) "
+                   "to check instead of the default configurations, e.g. '[{\"lr\": 0.01}]'")
+    p.add_argument("--rename", default="",
+                   help="map the reference's hyperparameter names to the optimizer's, e.g. "
+                        "momentum=beta,lr=learning_rate")
+    p.add_argument("--strict-state", action="store_true",
+                   help="also require the state under torch.optim's names to mean what "
+                        "torch's does (state_dict interchangeability)")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("check-activation",

@@ -73,8 +73,9 @@ def _part_speed(args: argparse.Namespace) -> dict[str, pd.DataFrame]:
 
     size = {"quick": 1 << 20, "default": 1 << 22, "full": 1 << 24}[args.size]
     users = [s for s in getattr(args, "subjects", []) if s.kind != "reference"]
-    return {"roofline": bench.roofline(size=size, threads=1, optimizers=args.optimizers,
-                                       progress=True, subjects=users)}
+    return {"roofline": bench.roofline(size=size, threads=bench.sweep_threads(),
+                                       optimizers=args.optimizers, progress=True,
+                                       subjects=users)}
 
 
 def _part_training(args: argparse.Namespace) -> dict[str, pd.DataFrame]:

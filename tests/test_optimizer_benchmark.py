@@ -4,7 +4,6 @@ import json
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 from suite import bench
@@ -34,9 +33,11 @@ def test_roofline_has_a_row_for_a_users_optimizer():
     row = frame[frame.optimizer == "ClipMomentum"].iloc[0]
     assert row["implementation"].startswith("user:")
     assert row["state_bytes_per_param_byte"] == 1.0
-    best = frame[(frame.optimizer == "sgd")
-                 & frame.implementation.str.startswith("torch.optim")]["seconds"].min()
-    assert row["speedup_vs_best_torch"] == pytest.approx(best / row["seconds"])
+    # timed in the same rounds as torch.optim's SGD: a finite ratio; none without a reference
+    assert 0 < row["speedup_vs_best_torch"] < float("inf")
+    alone = bench.roofline(size=1 << 12, optimizers=[], repeats=1,
+                           subjects=[resolve(user_optim.ClipMomentum)])
+    assert alone["speedup_vs_best_torch"].isna().all()
     sgd = frame[(frame.optimizer == "sgd") & (frame.implementation == "numba")].iloc[0]
     assert sgd["state_bytes_per_param_byte"] == 1.0   # momentum_buffer
     assert row["temporaries"] >= 0

@@ -133,7 +133,7 @@ def user_conformance(subjects: list[Any], steps: int = 50) -> pd.DataFrame:
             res = check_optimizer(factory, reference=sub.reference, steps=steps,
                                   dtypes=("float64",))
             n = len(res.frame)
-            ok = n - int((~res.frame["passed"]).sum()) if n else 0
+            ok = int(res.frame["passed"].eq(True).sum()) if n else 0
             verdict = "PASS" if res.passed else "FAIL"
             detail = str(res).splitlines()[0]
         except Exception as exc:  # noqa: BLE001 - a user's optimizer may raise anything
