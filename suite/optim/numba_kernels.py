@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from suite.optim import numpy_ref
+
 State = dict[str, Any]
 # error_model="numpy": division by zero gives inf/NaN as in torch (no Python check per
 # element, which would also stop the loops from vectorising).
@@ -515,8 +517,9 @@ def asgd(p: np.ndarray, g: np.ndarray, st: State, *, lr: float, lambd: float, al
     t = p.dtype.type
     asgd_kernel(_flat(p), _flat(g), _flat(st["ax"]), t(weight_decay), maximize,
                 t(1 - lambd * eta_value), t(-eta_value), t(mu_value), mu_value != 1)
-    eta[...] = lr / ((1 + lambd * lr * step) ** alpha)  # rounded to the state's dtype
-    mu[...] = 1 / max(1, step - t0)
+    rounded = numpy_ref.scalar_dtype()  # as torch.as_tensor(value), then copied into the state
+    eta[...] = rounded(lr / ((1 + lambd * lr * step) ** alpha))
+    mu[...] = rounded(1 / max(1, step - t0))
 
 
 def adafactor(p: np.ndarray, g: np.ndarray, st: State, *, lr: float, beta2_decay: float,

@@ -545,8 +545,10 @@ def asgd(p: Array, g: Array, st: State, *, lr: float, lambd: float, alpha: float
         ax[...] = ax + (p - ax) * mu_value
     else:
         ax[...] = p
-    eta[...] = lr / ((1 + lambd * lr * step) ** alpha)
-    mu[...] = 1 / max(1, step - t0)
+    # torch.as_tensor(value) first rounds to torch's default dtype, then copies into the state
+    rounded = scalar_dtype()
+    eta[...] = float(rounded(lr / ((1 + lambd * lr * step) ** alpha)))
+    mu[...] = float(rounded(1 / max(1, step - t0)))
 
 
 def adafactor(p: Array, g: Array, st: State, *, lr: float, beta2_decay: float,
