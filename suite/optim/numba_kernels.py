@@ -313,9 +313,10 @@ def rprop_kernel(p, g, prev, step_size, etaminus, etaplus, step_size_min, step_s
         s = _torch_sign(gi * prev[i])
         factor = etaplus if s > 0 else (etaminus if s < 0 else one)
         si = si * factor
-        if si < step_size_min:  # torch.clamp: NaN stays NaN, max wins over min
+        # torch.clamp: NaN stays NaN (min/max would not keep it), and max wins over min
+        if si < step_size_min:  # noqa: PLR1730
             si = step_size_min
-        if si > step_size_max:
+        if si > step_size_max:  # noqa: PLR1730
             si = step_size_max
         if factor == etaminus:
             gi = zero

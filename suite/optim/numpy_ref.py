@@ -481,15 +481,15 @@ def rprop(p: Array, g: Array, st: State, *, lr: float, etas: tuple[float, float]
     r"""Rprop (torch.optim.Rprop), resilient backpropagation in its Rprop⁻ form.
 
     .. math::
-        s_t &= \operatorname{sign}(g_t\, g'_{t-1}), \qquad
+        s_t &= \operatorname{sign}(g_t\, g^*_{t-1}), \qquad
         \eta_t = \eta_+ \text{ if } s_t > 0,\ \eta_- \text{ if } s_t < 0,\ 1 \text{ otherwise}\\
         \delta_t &= \operatorname{clip}(\delta_{t-1}\eta_t,\ \delta_{\min}, \delta_{\max}),
         \qquad \delta_0 = \gamma\\
-        g'_t &= 0 \text{ where } \eta_t = \eta_-, \text{ else } g_t\\
-        p_t &= p_{t-1} - \operatorname{sign}(g'_t)\,\delta_t
+        g^*_t &= 0 \text{ where } \eta_t = \eta_-, \text{ else } g_t\\
+        p_t &= p_{t-1} - \operatorname{sign}(g^*_t)\,\delta_t
 
     Symbols: g = ±gradient (− if ``maximize``), γ = ``lr`` (the initial step size only), η =
-    ``etas`` = (η₋, η₊), (δ_min, δ_max) = ``step_sizes``; g′, δ are states ``prev`` and
+    ``etas`` = (η₋, η₊), (δ_min, δ_max) = ``step_sizes``; g^*, δ are states ``prev`` and
     ``step_size``. After a sign change the coordinate does not move and its stored gradient is
     zeroed, so the next step neither grows nor shrinks it. sign(NaN) is 0, as in torch.
 
