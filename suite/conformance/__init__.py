@@ -1,7 +1,8 @@
 """Check what a user brings against gradsuite's references.
 
 - :mod:`suite.conformance.optimizers`: any torch.optim-style optimizer against a reference
-  update rule (``check_optimizer``).
+  update rule (``check_optimizer``), with explanations from the catalogue of known variants in
+  :mod:`suite.optim.variants`.
 
 ``from suite.conformance import check_optimizer`` keeps working.
 """
@@ -10,6 +11,8 @@ from suite.conformance.optimizers import (
     CONFIGS,
     ConformanceResult,
     Failure,
+    NotApplicable,
+    accepted_hyperparameters,
     check_optimizer,
     load_object,
     signature_supports,
@@ -20,6 +23,8 @@ __all__ = [
     "CONFIGS",
     "ConformanceResult",
     "Failure",
+    "NotApplicable",
+    "accepted_hyperparameters",
     "check_optimizer",
     "load_object",
     "signature_supports",
