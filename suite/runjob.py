@@ -46,6 +46,8 @@ def _part_crossval(args: argparse.Namespace) -> dict[str, pd.DataFrame]:
 
 #: a default learning rate per optimizer for the Himmelblau figures (the notes' reference runs)
 HIMMELBLAU_LR = {"sgd": 1e-3, "adagrad": 0.1, "rmsprop": 1e-2, "adam": 1e-2, "adamw": 1e-2}
+HIMMELBLAU_LR.update({"nadam": 1e-2, "radam": 1e-2, "adamax": 1e-2, "adadelta": 1.0,
+                      "rprop": 1e-3, "asgd": 1e-3, "adafactor": 1e-2})
 HIMMELBLAU_STARTS = [(0, 0), (1, 0), (-4, 0), (4, 0), (0, 4), (0, -4), (-1, -1), (2, 2),
                      (-5, -5), (5, 5), (-0.270845, -0.923039)]
 
