@@ -2,7 +2,9 @@
 
 Same names and signatures as the NumPy reference. Each kernel makes one pass over the parameter,
 its gradient and its state, reading and writing every element once, and allocates nothing (SGD's
-momentum buffer excepted, which is created on the first step as in torch). Arithmetic follows the
+momentum buffer excepted, which is created on the first step as in torch). Adafactor is the
+exception: its per-tensor statistics need two passes (vectors) or three (matrices), and a
+factored step allocates a vector of column sums (see :func:`adafactor`). Arithmetic follows the
 reference term for term; kernels are compiled without ``fastmath`` (which would re-associate) and
 cached on disk. Scalars are cast to the arrays' dtype, so float32 arrays are updated in float32
 arithmetic, one rounding per operation, as torch does (and the loops vectorise).
