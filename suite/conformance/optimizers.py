@@ -646,7 +646,7 @@ def _explain(name: str, items: tuple[tuple[str, Any], ...], probe: str, steps: i
     factor (NaN unless ``lr_scaled`` explains)."""
     hyper = dict(items)
     pnames = [q for q in ref.values if q.startswith("param[")]
-    ref_err = _param_error(got, ref, floor)
+    ref_err: list[float] = []   # computed once, when a narrow-state variant needs it
     out: list[str] = []
     factor = np.nan
     for v in catalogue.variants_for(name):
@@ -676,8 +676,11 @@ def _explain(name: str, items: tuple[tuple[str, Any], ...], probe: str, steps: i
         res = compare(got, vt, vtol, require_state=False, floor=floor, skip_initial_state=True)
         if any(r.first_bad_step is not None for r in res if r.quantity.startswith("param[")):
             continue
-        if v.state_dtype is not None and not seen and not _param_error(got, vt, floor) < ref_err:
-            continue  # state not exposed: the variant must at least come closer than the rule
+        if v.state_dtype is not None and not seen:
+            # state not exposed: the variant must at least come closer than the rule
+            ref_err = ref_err or [_param_error(got, ref, floor)]
+            if not _param_error(got, vt, floor) < ref_err[0]:
+                continue
         out.append(v.label(c if v.fitted else None))
         if v.fitted == "lr_factor":
             factor = c
