@@ -459,6 +459,14 @@ def asgd_kernel(p, g, ax, weight_decay, maximize, decay, neg_eta, mu, average
         p[i] = pi
 
 
+nadam_step = parallel(nadam_kernel)
+radam_step = parallel(radam_kernel)
+adamax_step = parallel(adamax_kernel)
+adadelta_step = parallel(adadelta_kernel)
+rprop_step = parallel(rprop_kernel)
+asgd_step = parallel(asgd_kernel)
+
+
 # Adafactor is not elementwise: the step size needs RMS(p) before the step and RMS(U) of the
 # whole update, and a factored variance needs every row and column sum of g^2 before any
 # element's U is known. Its kernels therefore take two passes (vectors: fold the variance
@@ -570,7 +578,7 @@ def nadam(p: np.ndarray, g: np.ndarray, st: State, *, lr: float, betas: tuple[fl
     grad_coef = -lr * (1.0 - mu) / (1.0 - mp)
     exp_avg_coef = (-lr * mu_next) / (1.0 - mp * mu_next)
     t = p.dtype.type
-    nadam_kernel(_flat(p), _flat(g), _flat(st["exp_avg"]), _flat(st["exp_avg_sq"]),
+    nadam_step(_flat(p), _flat(g), _flat(st["exp_avg"]), _flat(st["exp_avg_sq"]),
                  t(1 - lr * weight_decay), t(weight_decay), decoupled_weight_decay, maximize,
                  t(1 - beta1), t(1 - (1 - beta1)), t(beta2), t(1 - beta2), t(bias_correction2),
                  t(eps), t(grad_coef), t(exp_avg_coef))
@@ -589,7 +597,7 @@ def radam(p: np.ndarray, g: np.ndarray, st: State, *, lr: float, betas: tuple[fl
     rect = ((rho_t - 4) * (rho_t - 2) * rho_inf
             / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5 if rectified else 0.0
     t = p.dtype.type
-    radam_kernel(_flat(p), _flat(g), _flat(st["exp_avg"]), _flat(st["exp_avg_sq"]),
+    radam_step(_flat(p), _flat(g), _flat(st["exp_avg"]), _flat(st["exp_avg_sq"]),
                  t(1 - lr * weight_decay), t(weight_decay), decoupled_weight_decay, maximize,
                  t(1 - beta1), t(1 - (1 - beta1)), t(beta2), t(1 - beta2), t(bias_correction1),
                  t(lr), rectified, t(bias_correction2**0.5), t(eps), t(rect))
@@ -602,7 +610,7 @@ def adamax(p: np.ndarray, g: np.ndarray, st: State, *, lr: float, betas: tuple[f
     st["step"] = step = st["step"] + 1.0
     clr = lr / (1 - beta1**step)
     t = p.dtype.type
-    adamax_kernel(_flat(p), _flat(g), _flat(st["exp_avg"]), _flat(st["exp_inf"]),
+    adamax_step(_flat(p), _flat(g), _flat(st["exp_avg"]), _flat(st["exp_inf"]),
                   t(weight_decay), maximize, t(1 - beta1), t(1 - (1 - beta1)), t(beta2), t(eps),
                   t(clr))
 
@@ -612,7 +620,7 @@ def adadelta(p: np.ndarray, g: np.ndarray, st: State, *, lr: float, rho: float, 
     """Adadelta; see :func:`suite.optim.numpy_ref.adadelta` for the maths."""
     st["step"] = st["step"] + 1.0
     t = p.dtype.type
-    adadelta_kernel(_flat(p), _flat(g), _flat(st["square_avg"]), _flat(st["acc_delta"]),
+    adadelta_step(_flat(p), _flat(g), _flat(st["square_avg"]), _flat(st["acc_delta"]),
                     t(lr), t(rho), t(1 - rho), t(eps), t(weight_decay), maximize)
 
 
@@ -621,7 +629,7 @@ def rprop(p: np.ndarray, g: np.ndarray, st: State, *, lr: float, etas: tuple[flo
     """Rprop; see :func:`suite.optim.numpy_ref.rprop` for the maths."""
     st["step"] = st["step"] + 1.0
     t = p.dtype.type
-    rprop_kernel(_flat(p), _flat(g), _flat(st["prev"]), _flat(st["step_size"]), t(etas[0]),
+    rprop_step(_flat(p), _flat(g), _flat(st["prev"]), _flat(st["step_size"]), t(etas[0]),
                  t(etas[1]), t(step_sizes[0]), t(step_sizes[1]), maximize, t(1), t(0))
 
 
@@ -632,7 +640,7 @@ def asgd(p: np.ndarray, g: np.ndarray, st: State, *, lr: float, lambd: float, al
     eta, mu = st["eta"], st["mu"]
     eta_value, mu_value = float(eta), float(mu)
     t = p.dtype.type
-    asgd_kernel(_flat(p), _flat(g), _flat(st["ax"]), t(weight_decay), maximize,
+    asgd_step(_flat(p), _flat(g), _flat(st["ax"]), t(weight_decay), maximize,
                 t(1 - lambd * eta_value), t(-eta_value), t(mu_value), mu_value != 1)
     rounded = numpy_ref.scalar_dtype()  # as torch.as_tensor(value), then copied into the state
     eta[...] = rounded(lr / ((1 + lambd * lr * step) ** alpha))
