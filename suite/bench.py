@@ -66,6 +66,11 @@ def _update(a, b, s):  # pragma: no cover - compiled
 
 
 def _median_time(fn: Callable[[], Any], repeats: int, min_time: float = 0.02) -> float:
+    return float(np.median(_time_samples(fn, repeats, min_time)))
+
+
+def _time_samples(fn: Callable[[], Any], repeats: int, min_time: float = 0.02) -> list[float]:
+    """Seconds per call, one sample per repeat (each of at least ``min_time``)."""
     fn()
     t0 = time.perf_counter()
     fn()
@@ -77,7 +82,7 @@ def _median_time(fn: Callable[[], Any], repeats: int, min_time: float = 0.02) ->
         for _ in range(inner):
             fn()
         samples.append((time.perf_counter() - t0) / inner)
-    return float(np.median(samples))
+    return samples
 
 
 def triad_bandwidth(size: int, dtype: str = "float32", repeats: int = 7) -> dict[str, float]:
@@ -178,11 +183,13 @@ def roofline(size: int = 1 << 23, threads: int = 1, dtype: str = "float32",
         nbytes = bytes_per_element(name, BENCH_HYPER[name], itemsize) * size
         fns = _step_fns(name, size, dtype)
         steps[name] = fns
-        times = {impl: _median_time(fn, repeats) for impl, fn in fns.items()}
+        samples = {impl: _time_samples(fn, repeats) for impl, fn in fns.items()}
+        times = {impl: float(np.median(v)) for impl, v in samples.items()}
         best_torch = min(t for k, t in times.items() if k.startswith("torch.optim"))
         for impl, t in times.items():
             rows.append({"optimizer": name, "implementation": impl, "dtype": dtype,
-                         "size": size, "seconds": t, "bytes": nbytes,
+                         "size": size, "seconds": t, "seconds_min": min(samples[impl]),
+                         "seconds_max": max(samples[impl]), "bytes": nbytes,
                          "GB_per_s": nbytes / t / 1e9, "triad_GB_per_s": bw["triad"] / 1e9,
                          "triad_stream_GB_per_s": bw["triad_stream"] / 1e9,
                          "update_GB_per_s": bw["update"] / 1e9,

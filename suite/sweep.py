@@ -73,9 +73,12 @@ def _end_with_parent() -> None:
     On Linux the kernel is asked to send SIGTERM when the parent exits (``PR_SET_PDEATHSIG``),
     which covers a parent killed with SIGKILL too. SIGINT is ignored: Ctrl-C reaches every
     process of the terminal's group, and the parent stops the workers itself (see
-    :func:`iter_cells`) instead of each printing its own traceback.
+    :func:`iter_cells`) instead of each printing its own traceback. SIGTERM gets its default
+    action back (a forked worker inherits the parent's handler, which would turn it into an
+    exception that the pool catches and reports instead of ending).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not a handler inherited from the parent
     if sys.platform.startswith("linux"):
         import ctypes
 

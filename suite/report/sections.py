@@ -242,10 +242,15 @@ def _settings_note(a: pd.DataFrame, b: pd.DataFrame, cols: list[str]) -> str:
     return "; ".join(diffs)
 
 
-def compare_speed(r: pd.DataFrame, noise: float = 0.25) -> tuple[pd.DataFrame, str]:
+def compare_speed(r: pd.DataFrame, noise: float = 0.25, max_spread: float = 1.5
+                  ) -> tuple[pd.DataFrame, str]:
     """Time ratio last/first run per optimizer x implementation at equal size, dtype and
-    threads. A change is flagged only where the ratio is beyond ``noise`` *and* the two runs'
-    ranges over repeats (``seconds_min``..``seconds_max``, where recorded) do not overlap."""
+    threads.
+
+    A change is flagged only where the ratio is beyond ``noise`` *and* the two runs' ranges
+    over repeats (``seconds_min``..``seconds_max``) do not overlap. A measurement whose
+    repeats varied by more than ``max_spread`` (max/min) in either run was disturbed (a busy
+    machine): it is marked "too noisy" instead of judged."""
     runs = _runs(r)
     keys = [k for k in ("optimizer", "implementation", "size", "dtype", "torch_threads")
             if k in r]
@@ -256,22 +261,30 @@ def compare_speed(r: pd.DataFrame, noise: float = 0.25) -> tuple[pd.DataFrame, s
         return m, f"not comparable: no measurement at equal settings ({esc(note)})"
     m["time_ratio"] = m["seconds_last"] / m["seconds_first"]
     beyond = (m["time_ratio"] > 1 + noise) | (m["time_ratio"] < 1 / (1 + noise))
-    if {"seconds_min_first", "seconds_max_first", "seconds_min_last",
-            "seconds_max_last"} <= set(m.columns):
+    have_spread = {"seconds_min_first", "seconds_max_first", "seconds_min_last",
+                   "seconds_max_last"} <= set(m.columns)
+    if have_spread:
         apart = ((m["seconds_min_last"] > m["seconds_max_first"])
                  | (m["seconds_max_last"] < m["seconds_min_first"]))
-        spread = "and the ranges over repeats do not overlap"
+        noisy = ((m["seconds_max_first"] > max_spread * m["seconds_min_first"])
+                 | (m["seconds_max_last"] > max_spread * m["seconds_min_last"]))
+        spread = (f"and the ranges over repeats do not overlap; measurements whose repeats "
+                  f"varied by more than {max_spread:g}x are too noisy to judge")
     else:
         apart = pd.Series(True, index=m.index)
+        noisy = pd.Series(False, index=m.index)
         spread = "(these runs did not record their spread over repeats)"
-    m["change"] = np.where(beyond & apart,
-                           np.where(m["time_ratio"] > 1, "slower", "faster"), "")
+    m["change"] = np.where(noisy, "too noisy", np.where(
+        beyond & apart, np.where(m["time_ratio"] > 1, "slower", "faster"), ""))
     cols = [*keys, "seconds_first", "seconds_last", "time_ratio", "change"]
     cols += [c for c in ("seconds_min_first", "seconds_max_first", "seconds_min_last",
                          "seconds_max_last") if c in m]
     dropped = len(a) + len(b) - 2 * len(m)
+    n_noisy = int(noisy.sum())
     note = (f"a change is flagged where the time ratio is beyond ±{noise:.0%} {spread}"
-            + (f"; {dropped} measurements had no counterpart" if dropped else ""))
+            + (f"; {dropped} measurements had no counterpart" if dropped else "")
+            + (f"; <b>{n_noisy} of {len(m)} too noisy to judge</b> (a busy machine: "
+               "measure again on a quiet one)" if n_noisy else ""))
     return m[cols], note
 
 
@@ -307,9 +320,12 @@ def comparison_section(frames: Frames) -> Content | str:
         if cmp_.empty:
             parts.append(f"<h3>Speed</h3><p>{note}</p>")
         else:
-            n = int((cmp_["change"] != "").sum())
+            n = int(cmp_["change"].isin(["slower", "faster"]).sum())
+            n_noisy = int((cmp_["change"] == "too noisy").sum())
             if n:
                 flags.append(f"speed: {n} changed")
+            if n_noisy:
+                flags.append(f"speed: {n_noisy} of {len(cmp_)} too noisy to judge")
             parts.append(f"<h3>Speed: {esc(runs[-1])} vs {esc(runs[0])}</h3><p>{note}; "
                          f"<b>{n} changed</b>.</p>"
                          + table(cmp_, 100, summary=f"{len(cmp_)} time ratios"))
