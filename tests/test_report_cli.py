@@ -396,3 +396,46 @@ def test_screenshot_script(small_run, tmp_path):
     assert 1500 < full.shape[0] < 8000  # the blank space under the page is cut
     assert full.std() > 0.05
     assert (tmp_path / "page-01.png").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# asv's dashboard offline
+
+def test_asv_pages_point_at_vendored_copies(tmp_path):
+    """The rewriting of asv's pages, on asv's own index.html, with npm tarballs faked in the
+    cache (no network)."""
+    import importlib.util
+    import io
+    import tarfile
+
+    import asv
+
+    spec = importlib.util.spec_from_file_location("asv_offline", ROOT / "scripts" /
+                                                  "asv_offline.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    html_dir = tmp_path / "html"
+    shutil.copytree(Path(asv.__file__).parent / "www", html_dir)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    members = {}
+    for pkg, member, _ in mod.VENDOR.values():
+        members.setdefault(pkg, []).append(member)
+    for pkg, files in mod.EXTRA.items():
+        members.setdefault(pkg, []).extend(m for m, _ in files)
+    for pkg, files in members.items():
+        name, version = pkg.rsplit("@", 1)
+        with tarfile.open(cache / f"{name}-{version}.tgz", "w:gz") as tar:
+            for m in files:
+                data = f"/* {pkg} {m} */".encode()
+                info = tarfile.TarInfo(f"package/{m}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    assert mod.main([str(html_dir), "--cache", str(cache)]) == 0
+    page = (html_dir / "index.html").read_text()
+    assert not re.search(r"<(script|link)[^>]+(src|href)=\"https?://", page)
+    assert "integrity=" not in page
+    for src in re.findall(r"(?:src|href)=\"(vendor/[^\"]+)\"", page):
+        assert (html_dir / src).read_text().startswith("/* ")
+    assert (html_dir / "vendor/bootstrap/fonts/glyphicons-halflings-regular.woff").exists()
+    assert len(re.findall(r"src=\"vendor/", page)) == 9

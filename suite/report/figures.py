@@ -22,7 +22,7 @@ COLORS = {"sgd": "#1f77b4", "adagrad": "#2ca02c", "rmsprop": "#d62728", "adam": 
 #: line style and marker per reference optimizer, so that overlapping curves stay apart
 LINES = {"sgd": ("-", "o"), "adagrad": ("--", "s"), "rmsprop": ("-.", "^"), "adam": ("-", "D"),
          "adamw": (":", "v")}
-_PALETTE = ["#17becf", "#bcbd22", "#8c564b", "#e377c2", "#7f7f7f", "#393b79", "#637939",
+_PALETTE = ["#17becf", "#bcbd22", "#8c564b", "#e377c2", "#393b79", "#637939",
             "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1"]
 _DASHES = ["-", "--", "-.", ":"]
 _MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "h"]

@@ -4,7 +4,7 @@
 
     python -m suite.report.screenshot reports/run-20260101T000000Z      # its newest page
     python -m suite.report.screenshot page.html --out shots/
-    python -m suite.report.screenshot .asv/html --serve                # asv needs HTTP
+    python -m suite.report.screenshot .asv/html --serve --offline      # asv needs HTTP
 
 The whole page is rendered in one tall window; the blank space under it is cut off and the
 result is written as ``<name>-full.png`` and as tiles of ``--tile`` pixels
@@ -62,11 +62,12 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 def capture(url: str, out: Path, width: int = 1300, height: int = 20000,
             budget_ms: int = 8000, browser: str | None = None,
-            console: Path | None = None) -> Path:
+            console: Path | None = None, offline: bool = False) -> Path:
     """One screenshot of ``url`` in a ``width`` x ``height`` window, written to ``out``.
 
     ``budget_ms`` of virtual time lets scripts run and images load first. With ``console``,
-    the page's console messages (Chromium's log) are written there."""
+    the page's console messages (Chromium's log) are written there. ``offline``: every host
+    but 127.0.0.1 fails to resolve, as on a machine without internet."""
     browser = browser or find_browser()
     if browser is None:
         raise RuntimeError("no Chromium found: apt-get install chromium")
@@ -78,6 +79,8 @@ def capture(url: str, out: Path, width: int = 1300, height: int = 20000,
              "--no-first-run", "--disable-background-networking", "--disable-sync",
              "--disable-component-update", "--disable-extensions", "--mute-audio",
              "--enable-logging=stderr", "--v=0",
+             *(["--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"] if offline
+               else []),
              f"--user-data-dir={profile}", f"--window-size={width},{height}",
              f"--virtual-time-budget={budget_ms}", f"--screenshot={out}", url],
             capture_output=True, text=True, timeout=300, check=False)
@@ -134,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--height", type=int, default=20000,
                     help="window height, the longest page captured (default 20000)")
     ap.add_argument("--tile", type=int, default=1600, help="tile height (default 1600)")
+    ap.add_argument("--offline", action="store_true",
+                    help="no network: every host but 127.0.0.1 fails to resolve")
     args = ap.parse_args(argv)
     target = Path(args.target)
     out_dir = Path(args.out)
@@ -142,12 +147,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             name = args.name or target.resolve().name
             with serve(target) as url:
                 png = capture(url + "index.html", out_dir / f"{name}-full.png", args.width,
-                              args.height, console=out_dir / f"{name}-console.txt")
+                              args.height, console=out_dir / f"{name}-console.txt",
+                              offline=args.offline)
         else:
             page = _page_of(target)
             name = args.name or f"{page.parent.name}-{page.stem}"
             png = capture(page.resolve().as_uri(), out_dir / f"{name}-full.png", args.width,
-                          args.height, console=out_dir / f"{name}-console.txt")
+                          args.height, console=out_dir / f"{name}-console.txt",
+                          offline=args.offline)
     except (RuntimeError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

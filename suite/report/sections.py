@@ -232,14 +232,23 @@ def _runs(frame: pd.DataFrame) -> list[str]:
 
 
 def _settings_note(a: pd.DataFrame, b: pd.DataFrame, cols: list[str]) -> str:
-    """Which setting columns take different values in the two runs (why rows do not match)."""
-    diffs = []
+    """Which setting columns take different values in the two runs (why rows do not match):
+    few values are listed, many are counted."""
+    def fmt(v: object) -> str:
+        return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+    listed, counted = [], []
     for c in cols:
         if c in a and c in b:
-            va, vb = sorted(map(str, a[c].unique())), sorted(map(str, b[c].unique()))
-            if va != vb:
-                diffs.append(f"{c} {', '.join(va[:6])} vs {', '.join(vb[:6])}")
-    return "; ".join(diffs)
+            va, vb = sorted(a[c].dropna().unique()), sorted(b[c].dropna().unique())
+            if [fmt(v) for v in va] == [fmt(v) for v in vb]:
+                continue
+            if max(len(va), len(vb)) <= 6:
+                listed.append(f"{c} {', '.join(map(fmt, va))} vs {', '.join(map(fmt, vb))}")
+            else:
+                common = len({fmt(v) for v in va} & {fmt(v) for v in vb})
+                counted.append(f"{c}: {len(va)} vs {len(vb)} values, {common} in common")
+    return "; ".join(listed + counted)
 
 
 def compare_speed(r: pd.DataFrame, noise: float = 0.25, max_spread: float = 1.5
@@ -248,9 +257,9 @@ def compare_speed(r: pd.DataFrame, noise: float = 0.25, max_spread: float = 1.5
     threads.
 
     A change is flagged only where the ratio is beyond ``noise`` *and* the two runs' ranges
-    over repeats (``seconds_min``..``seconds_max``) do not overlap. A measurement whose
-    repeats varied by more than ``max_spread`` (max/min) in either run was disturbed (a busy
-    machine): it is marked "too noisy" instead of judged."""
+    over repeats (``seconds_min``..``seconds_max``) do not overlap. Where the ratio is beyond
+    ``noise`` but the repeats varied by more than ``max_spread`` (max/min) in either run, the
+    measurement was disturbed (a busy machine): it is marked "too noisy" instead of judged."""
     runs = _runs(r)
     keys = [k for k in ("optimizer", "implementation", "size", "dtype", "torch_threads")
             if k in r]
@@ -268,12 +277,13 @@ def compare_speed(r: pd.DataFrame, noise: float = 0.25, max_spread: float = 1.5
                  | (m["seconds_max_last"] < m["seconds_min_first"]))
         noisy = ((m["seconds_max_first"] > max_spread * m["seconds_min_first"])
                  | (m["seconds_max_last"] > max_spread * m["seconds_min_last"]))
-        spread = (f"and the ranges over repeats do not overlap; measurements whose repeats "
-                  f"varied by more than {max_spread:g}x are too noisy to judge")
+        spread = (f"and the ranges over repeats do not overlap; apparent changes of measurements "
+                  f"whose repeats varied by more than {max_spread:g}x are too noisy to judge")
     else:
         apart = pd.Series(True, index=m.index)
         noisy = pd.Series(False, index=m.index)
         spread = "(these runs did not record their spread over repeats)"
+    noisy = beyond & noisy  # an apparent change that the spread of repeats cannot support
     m["change"] = np.where(noisy, "too noisy", np.where(
         beyond & apart, np.where(m["time_ratio"] > 1, "slower", "faster"), ""))
     cols = [*keys, "seconds_first", "seconds_last", "time_ratio", "change"]
