@@ -366,18 +366,26 @@ def test_csv_only_when_asked(tmp_path):
                                   read_frame(d / "roofline.parquet"), check_dtype=False)
 
 
-def test_pytest_plugin_leaves_no_benchmark_storage_unless_asked(tmp_path):
+def _pytest_in_a_project(tmp_path, *args):
     pytest.importorskip("pytest_benchmark")
     (tmp_path / "test_mine.py").write_text(
         "def test_one():\n    assert 1\n\n"
         "def test_bench(benchmark):\n    benchmark(sum, [1, 2])\n")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_mine.py"]
-    subprocess.run(cmd, cwd=tmp_path, env=env, check=True, capture_output=True)
-    assert not (tmp_path / ".benchmarks").exists()
-    subprocess.run([*cmd, "--benchmark-autosave"], cwd=tmp_path, env=env, check=True,
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                    "test_mine.py", *args], cwd=tmp_path, env=env, check=True,
                    capture_output=True)
-    assert list((tmp_path / ".benchmarks").rglob("*.json"))  # asked for: kept
+
+
+def test_pytest_plugin_leaves_no_benchmark_storage_unless_asked(tmp_path):
+    _pytest_in_a_project(tmp_path)
+    assert not (tmp_path / ".benchmarks").exists()
+
+
+@pytest.mark.slow
+def test_benchmark_storage_is_kept_when_asked(tmp_path):
+    _pytest_in_a_project(tmp_path, "--benchmark-autosave")
+    assert list((tmp_path / ".benchmarks").rglob("*.json"))
 
 
 # ---------------------------------------------------------------------------------------------
