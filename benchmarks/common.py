@@ -15,7 +15,8 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 # package take ~3 s to import, longer than most benchmarks run). Guarded, so that a commit
 # lacking one of them still discovers every benchmark; ``need`` then skips what is missing.
 for _mod in ("torch", "numba", "suite.optim", "suite.activations", "suite.bench",
-             "suite.studies.convergence", "suite.studies.gradstats"):
+             "suite.studies.convergence", "suite.studies.gradstats", "suite.tasks",
+             "suite.studies.training"):
     with contextlib.suppress(Exception):  # a failure here only means "skip it later"
         __import__(_mod)
 

@@ -131,8 +131,15 @@ def _part_speed(args: argparse.Namespace) -> dict[str, pd.DataFrame]:
                                        progress=True)}
 
 
+def _part_training(args: argparse.Namespace) -> dict[str, pd.DataFrame]:
+    from suite.studies import training
+
+    return training.part(args)
+
+
 PARTS: dict[str, PartFn] = {"crossval": _part_crossval, "convergence": _part_convergence,
-                            "gradstats": _part_gradstats, "speed": _part_speed}
+                            "gradstats": _part_gradstats, "training": _part_training,
+                            "speed": _part_speed}
 
 
 def register(name: str, fn: PartFn) -> None:
@@ -232,6 +239,8 @@ def _resolve_options(args: argparse.Namespace, recorded: dict[str, Any]) -> str 
                     "a run's parts must share it (start a new run instead)")
     if args.parts is None:
         args.parts = [p for p in recorded.get("parts", PARTS) if p in PARTS] or list(PARTS)
+    if getattr(args, "tasks", None) is None and recorded.get("tasks"):
+        args.tasks = recorded["tasks"]
     return None
 
 
@@ -250,6 +259,7 @@ def _remove_checkpoints(run_dir: Path, part: str) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from suite import problems
     from suite.optim import OPTIMIZERS
+    from suite.tasks import TASKS
 
     recorded = _recorded_options(Path(args.resume)) if args.resume else {}
     error = _resolve_options(args, recorded)
@@ -266,7 +276,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 2
     for what, given, valid in (("part", args.parts, list(PARTS)),
                                ("optimizer", args.optimizers, list(OPTIMIZERS)),
-                               ("problem", args.problems, list(problems.NAMES))):
+                               ("problem", args.problems, list(problems.NAMES)),
+                               ("task", getattr(args, "tasks", None) or [], list(TASKS))):
         unknown = [p for p in given if p not in valid]
         if unknown:
             print(f"unknown {what}(s) {', '.join(unknown)}; expected some of "
@@ -289,7 +300,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     argv = sys.argv[1:] if args.argv is None else args.argv
     options = {"size": args.size, "seed": args.seed, "optimizers": list(args.optimizers),
-               "problems": list(args.problems), "parts": list(args.parts)}
+               "problems": list(args.problems), "parts": list(args.parts),
+               "tasks": getattr(args, "tasks", None)}
     if not (run_dir / "options.json").exists():
         write_json({"options": options, "command": " ".join(["gradsuite", *argv])},
                    run_dir / "options.json")
@@ -396,6 +408,8 @@ def add_parsers(sub: Any) -> None:
                    "all; see `gradsuite list`)")
     p.add_argument("--seed", type=int, default=None,
                    help="seed of random starts and network weights (default 0)")
+    p.add_argument("--tasks", type=_csv_list, default=None,
+                   help="training tasks (default: all of suite.tasks.TASKS)")
     p.add_argument("--out", default="reports",
                    help="parent directory of run directories (default reports)")
     p.add_argument("--resume", metavar="RUN_DIR",

@@ -381,11 +381,18 @@ def comparison_section(frames: Frames) -> Content | str:
     return Content("".join(parts), summary=summary, verdict="warn" if flags else "pass")
 
 
+def _training_section(frames: Frames) -> Content | str:
+    from suite.report import training
+
+    return training.section(frames)
+
+
 SECTIONS: list[Section | tuple[str, Callable[[Frames], Content | str]]] = [
     Section("crossval", "Cross-validation against torch.optim", crossval_section),
     Section("convergence", "Convergence on test functions", convergence_section),
     Section("gradstats", "Gradient statistics at initialisation", gradstats_section),
     Section("speed", "Speed", speed_section),
+    Section("training", "Training on real data", _training_section),
     Section("changes", "Changes between runs", comparison_section, all_runs=True),
 ]
 
