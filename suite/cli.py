@@ -2,7 +2,8 @@
 
 Subcommands: ``run`` (the main job: every study, written to reports/), ``report`` (the HTML page
 of one run, or a comparison of runs), ``check-references`` (our rules against torch.optim),
-``check`` (a user's optimizer against a reference), ``bench`` (the roofline), ``list``.
+``check`` (a user's optimizer against a reference), ``check-activation`` (a user's activation
+against the exact values), ``bench`` (the roofline), ``list``.
 Exit codes: 0 success, 1 a check failed, 2 bad usage or input, 130 interrupted (Ctrl-C), 143
 terminated (SIGTERM). Interrupting or terminating ends the worker processes too.
 """
@@ -124,6 +125,49 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if result.passed else 1
 
 
+def cmd_check_activation(args: argparse.Namespace) -> int:
+    import json
+
+    from suite import activations
+    from suite.conformance import check_activation
+    from suite.subjects import add_cwd_to_path, load_object
+    from suite.sweep import set_threads
+
+    set_threads(1)
+    if args.reference not in activations.ELEMENTWISE:
+        print(f"error: --reference {args.reference!r}; expected one of "
+              f"{', '.join(activations.ELEMENTWISE)}", file=sys.stderr)
+        return 2
+    params = {}
+    if args.params:
+        try:
+            params = json.loads(args.params)
+        except ValueError:
+            params = None
+        if not isinstance(params, dict):
+            print(f"error: --params must be a JSON object, got {args.params!r}",
+                  file=sys.stderr)
+            return 2
+    add_cwd_to_path()
+    try:
+        fn = load_object(args.activation)
+    except (ImportError, AttributeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        result = check_activation(fn, reference=args.reference, dtypes=args.dtypes,
+                                  device=args.device, points=args.points, **params)
+    except (TypeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(result)
+    cols = ["config", "dtype", "region", "quantity", "passed", "max_ulp", "worst_x",
+            "allowed_ulp", "torch_max_ulp"]
+    print()
+    _print_frame(result.frame[[c for c in cols if c in result.frame]])
+    return 0 if result.passed else 1
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from suite import bench
 
@@ -154,6 +198,7 @@ for your own optimizer, convergence, gradient-statistics and speed studies, one 
   gradsuite run                  every study -> reports/run-<time>/index.html
   gradsuite report [RUN ...]     rebuild the newest run's page, or compare runs
   gradsuite check MOD:CLASS --reference adam   check your optimizer against a reference
+  gradsuite check-activation MOD:FN --reference gelu   check your activation
   gradsuite check-references     our references against torch.optim
   gradsuite bench                the roofline: optimizer steps vs memory bandwidth
   gradsuite list                 optimizers, configurations, activations, losses, problems
@@ -215,6 +260,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated dtypes (default float64,float32)")
     p.add_argument("--configs", help="JSON list of hyperparameter dicts to check instead")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("check-activation",
+                       help="check an activation (module:fn) against the exact values")
+    p.add_argument("activation", help="import path of a torch function, nn.Module class or "
+                   "autograd.Function, e.g. mypackage.act:my_gelu (the current directory is "
+                   "importable)")
+    p.add_argument("--reference", required=True,
+                   help="the built-in activation it implements: sigmoid, tanh, relu, "
+                   "leaky_relu, elu, selu, softplus, gelu or silu")
+    p.add_argument("--params", help='JSON object of parameters to check with instead of the '
+                   'default set, e.g. \'{"approximate": "tanh"}\'')
+    p.add_argument("--dtypes", type=_csv, default=["float64", "float32"],
+                   help="comma-separated dtypes to check (default float64,float32)")
+    p.add_argument("--device", default="cpu", help="torch device to run on (default cpu)")
+    p.add_argument("--points", type=int, default=120,
+                   help="density of the input grid (default 120 per segment)")
+    p.set_defaults(func=cmd_check_activation)
 
     from suite import runjob
 

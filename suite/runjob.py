@@ -146,6 +146,15 @@ def register(name: str, fn: PartFn) -> None:
     PARTS[name] = fn
 
 
+def _part_accuracy(args: argparse.Namespace) -> dict[str, pd.DataFrame]:
+    from suite.activations import accuracy
+
+    return accuracy.run_part(args.size)
+
+
+register("accuracy", _part_accuracy)  # activations' ulp errors against mpmath
+
+
 def _git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
