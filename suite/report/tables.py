@@ -37,7 +37,7 @@ def table(df: pd.DataFrame, max_rows: int = 60, summary: str | None = None,
     if len(df) > max_rows:
         out += f"<p>({len(df) - max_rows} more rows in the run's files)</p>"
     if len(df) > fold_rows:
-        label = summary or f"{len(df)} rows"
+        label = summary or "The table"
         return details(f"{label} <span class='muted'>({len(df)} rows; click to show)</span>",
                        out)
     return out
