@@ -169,25 +169,89 @@ def cmd_check_activation(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    import os
+
     from suite import bench
 
-    frame = bench.roofline(size=args.size, threads=args.threads, dtype=args.dtype,
+    threads = list(args.threads)
+    if args.thread_sweep:
+        threads = list(range(1, len(os.sched_getaffinity(0)) + 1))
+    frame = bench.roofline(size=args.size, threads=threads, dtype=args.dtype,
                            optimizers=args.optimizers, repeats=args.repeats,
                            progress=not args.no_progress)
-    cols = ["optimizer", "implementation", "seconds", "bytes", "GB_per_s", "fraction_of_triad",
+    cols = ["optimizer", "config", "implementation", "threads", "seconds", "spread", "GB_per_s",
+            "fraction_of_ceiling", "fraction_spread", "fraction_of_triad",
             "speedup_vs_best_torch", "temporaries"]
-    r0 = frame.iloc[0]
-    print(f"triad bandwidth: {r0['triad_GB_per_s']:.2f} GB/s counting the write-allocate read "
-          f"(STREAM's count: {r0['triad_stream_GB_per_s']:.2f}); in-place update "
-          f"{r0['update_GB_per_s']:.2f} GB/s")
-    print(f"threads: torch "
-          f"{frame['torch_threads'].iloc[0]}, numba {frame.get('numba_threads', [None])[0]}; "
-          f"{args.size:,} {args.dtype} elements per step")
-    _print_frame(frame[cols])
+    print(f"{args.size:,} {args.dtype} elements per step; best of {args.repeats} interleaved "
+          "rounds; spread = median / best - 1; fraction_of_ceiling = median over rounds of "
+          "(ceiling "
+          "time / step time), each step timed right after the ceiling; fraction_spread = half "
+          "its interquartile range")
+    for t, block in frame.groupby("threads", sort=True):
+        r0 = block.iloc[0]
+        print(f"\nthreads {t} (torch {r0['torch_threads']}, numba {r0['numba_threads']}): triad "
+              f"{r0['triad_GB_per_s']:.2f} GB/s counting the write-allocate read (STREAM's "
+              f"count: {r0['triad_stream_GB_per_s']:.2f}); in-place update "
+              f"{r0['update_GB_per_s']:.2f} GB/s")
+        ceil = block.groupby("optimizer", sort=False)[["ceiling_GB_per_s", "ceiling_spread"]]
+        print("ceiling (the step's own arrays, streamed in place, paired with its steps): "
+              + "; ".join(f"{o} {c.iloc[0, 0]:.2f} GB/s ±{100 * c.iloc[0, 1]:.0f} %"
+                          for o, c in ceil))
+        _print_frame(block[cols])
+    if args.bound:
+        print("\nwhat bounds each Numba step: ns per element in cache vs from memory vs the "
+              "ceiling's (memory floor)")
+        bound = pd.concat([bench.compute_bound(args.optimizers, t, large=args.size,
+                                               dtype=args.dtype, repeats=args.repeats)
+                           for t in threads], ignore_index=True)
+        _print_frame(bound)
     if args.out:
         from suite.report.load import write_frame
 
         print(f"wrote {write_frame(frame, args.out)}")
+    return 0
+
+
+def cmd_bench_activations(args: argparse.Namespace) -> int:
+    from suite import bench
+
+    frames = [bench.activation_speed(args.activations or None, args.size, t, args.repeats)
+              for t in args.threads]
+    frame = pd.concat(frames, ignore_index=True)
+    print(f"forward + backward, {args.size:,} float32 elements; speedup = torch's time / ours "
+          f"(> 1: ours faster), median over {args.repeats} rounds of adjacent timings; spread "
+          "= half its interquartile range")
+    wide = frame.pivot_table(index=["activation", "threads"], columns="implementation",
+                             values="speedup", sort=False)
+    wide["spread (fused)"] = frame[frame.implementation == "numba-fused"].set_index(
+        ["activation", "threads"])["spread"]
+    print(wide.reset_index().to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+    if args.out:
+        from suite.report.load import write_frame
+
+        print(f"wrote {write_frame(frame, args.out)}")
+    return 0
+
+
+def cmd_bench_ratios(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from suite import bench
+    from suite.report.load import read_benchmark_json
+
+    frame = bench.speedups(read_benchmark_json(Path(args.json)), stat=args.stat)
+    if args.groups:
+        frame = frame[frame["group"].str.contains(args.groups, regex=True)]
+    print(f"{args.stat} time of ours and each other implementation's time / ours "
+          f"(> 1: ours faster), from {args.json}")
+    if args.markdown:
+        cells = frame.map(lambda x: f"{x:.2f}" if isinstance(x, float) else str(x))
+        print("| " + " | ".join(frame.columns) + " |")
+        print("|" + "---|" * len(frame.columns))
+        for row in cells.itertuples(index=False):
+            print("| " + " | ".join(row).replace("nan", "-") + " |")
+    else:
+        print(frame.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
     return 0
 
 
@@ -201,6 +265,8 @@ for your own optimizer, convergence, gradient-statistics and speed studies, one 
   gradsuite check-activation MOD:FN --reference gelu   check your activation
   gradsuite check-references     our references against torch.optim
   gradsuite bench                the roofline: optimizer steps vs memory bandwidth
+  gradsuite bench-activations    activations' forward + backward vs torch
+  gradsuite bench-ratios FILE    speed ratios from a pytest-benchmark JSON file
   gradsuite list                 optimizers, configurations, activations, losses, problems
 
 Exit codes: 0 success, 1 a check failed, 2 bad usage or input, 130 interrupted, 143 terminated.
@@ -238,8 +304,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="the roofline: optimizer steps vs streaming bandwidth")
     p.add_argument("--size", type=int, default=1 << 23,
                    help="elements per step (default 8388608 = 2**23, far beyond the caches)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch and Numba threads (default 1)")
+    p.add_argument("--threads", type=int, nargs="+", default=[1],
+                   help="thread count(s) for torch and Numba, e.g. --threads 1 2 (Numba "
+                        "needs NUMBA_NUM_THREADS >= the largest)")
+    p.add_argument("--thread-sweep", action="store_true",
+                   help="measure at every thread count from 1 to the cores available")
+    p.add_argument("--bound", action="store_true",
+                   help="also time each Numba step in cache and from memory against the "
+                        "ceiling: compute- or memory-bound, per thread count")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"],
                    help="element type (default float32)")
     p.add_argument("--optimizers", type=_csv, default=["sgd", "adagrad", "rmsprop", "adam",
@@ -250,6 +322,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the frame here (.csv or .parquet)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("bench-activations",
+                       help="activations' forward + backward: ours vs torch, paired timings")
+    p.add_argument("--activations", type=_csv, default=[], help="comma-separated subset")
+    p.add_argument("--size", type=int, default=1_000_000,
+                   help="float32 elements per call (default 1000000)")
+    p.add_argument("--threads", type=int, nargs="+", default=[1],
+                   help="thread count(s) for torch and Numba (default 1)")
+    p.add_argument("--repeats", type=int, default=9,
+                   help="rounds of adjacent timings; the median ratio is reported (default 9)")
+    p.add_argument("--out", help="write the frame here (.csv or .parquet)")
+    p.set_defaults(func=cmd_bench_activations)
+
+    p = sub.add_parser("bench-ratios",
+                       help="speed ratios (others / ours) from a pytest-benchmark JSON file")
+    p.add_argument("json", help="pytest-benchmark --benchmark-json output")
+    p.add_argument("--stat", default="median", choices=["median", "min", "mean"],
+                   help="which statistic of each benchmark to compare (default median)")
+    p.add_argument("--groups", help="regular expression the group must contain")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    p.set_defaults(func=cmd_bench_ratios)
 
     p = sub.add_parser("check", help="check an optimizer (module:Class) against a reference")
     p.add_argument("optimizer", help="import path, e.g. mypackage.optim:MyAdam")

@@ -127,8 +127,8 @@ def _part_speed(args: argparse.Namespace) -> dict[str, pd.DataFrame]:
     from suite import bench
 
     size = {"quick": 1 << 20, "default": 1 << 22, "full": 1 << 24}[args.size]
-    return {"roofline": bench.roofline(size=size, threads=1, optimizers=args.optimizers,
-                                       progress=True)}
+    return {"roofline": bench.roofline(size=size, threads=bench.sweep_threads(),
+                                       optimizers=args.optimizers, progress=True)}
 
 
 def _part_training(args: argparse.Namespace) -> dict[str, pd.DataFrame]:

@@ -191,13 +191,21 @@ def speed_section(frames: Frames) -> Content | str:
     line = ""
     if "roofline" in frames:
         r = frames["roofline"]
-        out.append(_img(F.roofline_bars(r), "roofline bars"))
-        cols = ["optimizer", "implementation", "seconds", "GB_per_s", "fraction_of_triad",
+        one_t = r[r["threads"] == r["threads"].min()] if "threads" in r else r
+        out.append(_img(F.roofline_bars(one_t), "roofline bars"))
+        cols = ["optimizer", "config", "implementation", "threads", "seconds", "spread",
+                "GB_per_s", "fraction_of_ceiling", "fraction_spread", "fraction_of_triad",
                 "speedup_vs_best_torch", "temporaries", "torch_threads", "numba_threads"]
-        out.append(table(r[[c for c in cols if c in r]], 100,
+        out.append(table(r[[c for c in cols if c in r]], 200,
                          summary="Time, bandwidth and temporaries per optimizer and "
                                  "implementation"))
-        ours = r[~r["implementation"].str.startswith("torch")]
+        if "threads" in r and r["threads"].nunique() > 1:
+            out.append("<h3>Thread sweep: step time and GB/s per thread count, ours and "
+                       "torch's (best of interleaved rounds)</h3>")
+            out.append(_img(F.thread_sweep(r), "thread sweep"))
+            out.append(table(F.thread_sweep_table(r), 200, summary="Step time and GB/s per "
+                             "thread count"))
+        ours = one_t[~one_t["implementation"].str.startswith("torch")]
         if len(ours):
             best = ours.loc[ours.groupby("optimizer", sort=False)["seconds"].idxmin()]
             line = ("fastest of ours vs torch.optim's fastest: " + ", ".join(
@@ -257,12 +265,18 @@ def compare_speed(r: pd.DataFrame, noise: float = 0.25, max_spread: float = 1.5
     threads.
 
     A change is flagged only where the ratio is beyond ``noise`` *and* the two runs' ranges
-    over repeats (``seconds_min``..``seconds_max``) do not overlap. Where the ratio is beyond
+    over repeats (``seconds_min``..``seconds_max``; or, where the roofline records the best
+    time and its ``spread``, best..median) do not overlap. Where the ratio is beyond
     ``noise`` but the repeats varied by more than ``max_spread`` (max/min) in either run, the
     measurement was disturbed (a busy machine): it is marked "too noisy" instead of judged."""
     runs = _runs(r)
-    keys = [k for k in ("optimizer", "implementation", "size", "dtype", "torch_threads")
-            if k in r]
+    keys = [k for k in ("optimizer", "config", "implementation", "size", "dtype", "threads",
+                        "torch_threads") if k in r]
+    if "seconds_min" not in r and "spread" in r:
+        # the best time over rounds and its stated spread (median / best - 1): the range from
+        # the best to the median
+        r = r.assign(seconds_min=r["seconds"],
+                     seconds_max=r["seconds"] * (1 + r["spread"].fillna(0).clip(lower=0)))
     a, b = r[r.run == runs[0]], r[r.run == runs[-1]]
     m = a.merge(b, on=keys, suffixes=("_first", "_last"))
     if m.empty:
