@@ -70,11 +70,10 @@ def test_identical_runs_flag_nothing(small_run, tmp_path):
 
 def test_a_change_is_flagged_only_beyond_the_measured_spread(small_run, tmp_path):
     roof = read_frame(small_run / "roofline.parquet")
-    assert {"seconds_min", "seconds_max"} <= set(roof.columns)
-    assert (roof["seconds_min"] <= roof["seconds"]).all()
-    assert (roof["seconds"] <= roof["seconds_max"]).all()
-    # controlled timings: every measurement 1 ms, repeats within ±5 %
-    quiet = roof.assign(seconds=1e-3, seconds_min=0.95e-3, seconds_max=1.05e-3)
+    assert "spread" in roof.columns  # best time over rounds and median / best - 1
+    assert (roof["spread"] >= 0).all()
+    # controlled timings: every step's best 1 ms, its median 5 % above
+    quiet = roof.assign(seconds=1e-3, spread=0.05)
     base = _copy_run(small_run, tmp_path / "run-base")
     _rewrite(base, "roofline", quiet)
 
@@ -86,16 +85,17 @@ def test_a_change_is_flagged_only_beyond_the_measured_spread(small_run, tmp_path
         _rewrite(run, "roofline", r)
         return _changes(base, run)
 
-    slow = variant("run-slow", seconds=3e-3, seconds_min=2.9e-3, seconds_max=3.1e-3)
+    slow = variant("run-slow", seconds=3e-3)
     assert "<b>1 changed</b>" in slow
     assert slow.count(">slower<") == 1
-    fast = variant("run-fast", seconds=0.5e-3, seconds_min=0.45e-3, seconds_max=0.55e-3)
+    fast = variant("run-fast", seconds=0.5e-3)
     assert fast.count(">faster<") == 1
-    # beyond ±25 % but the ranges overlap: within the measured spread
-    near = variant("run-near", seconds=1.3e-3, seconds_min=1.0e-3, seconds_max=1.4e-3)
+    # beyond ±25 % but the ranges best..median overlap: within the measured spread
+    near = variant("run-near", seconds=0.78e-3, spread=0.4)
     assert "<b>0 changed</b>" in near
-    # 3x slower, but its repeats varied 3x: too noisy to judge, and said so
-    noisy = variant("run-noisy", seconds=3e-3, seconds_min=1.2e-3, seconds_max=3.6e-3)
+    assert "faster" not in near
+    # 3x slower, but its median was twice its best: too noisy to judge, and said so
+    noisy = variant("run-noisy", seconds=3e-3, spread=1.0)
     assert "<b>0 changed</b>" in noisy
     assert noisy.count(">too noisy<") == 1
     assert "1 of " in noisy
