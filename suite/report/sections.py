@@ -264,7 +264,10 @@ def compare_speed(r: pd.DataFrame, noise: float = 0.25, max_spread: float = 1.5
     """Time ratio last/first run per optimizer x implementation at equal size, dtype and
     threads.
 
-    A change is flagged only where the ratio is beyond ``noise`` *and* the two runs' ranges
+    A change is flagged only where the ratio, divided by the median ratio of all measurements
+    (a drift of the machine's state that every implementation shares), is beyond ``noise``
+    and beyond 3 robust standard deviations (1.4826 MAD) of all the log-ratios, *and* the two
+    runs' ranges
     over repeats (``seconds_min``..``seconds_max``; or, where the roofline records the best
     time and its ``spread``, best..median) do not overlap. Where the ratio is beyond
     ``noise`` but the repeats varied by more than ``max_spread`` (max/min) in either run, the
@@ -283,7 +286,15 @@ def compare_speed(r: pd.DataFrame, noise: float = 0.25, max_spread: float = 1.5
         note = _settings_note(a, b, ["size", "dtype", "torch_threads", "optimizer"])
         return m, f"not comparable: no measurement at equal settings ({esc(note)})"
     m["time_ratio"] = m["seconds_last"] / m["seconds_first"]
-    beyond = (m["time_ratio"] > 1 + noise) | (m["time_ratio"] < 1 / (1 + noise))
+    # how much the two runs' machine states differed, measured on all their timings: the
+    # median log-ratio (a drift every implementation shares) and the robust spread (MAD)
+    # of the log-ratios around it; a change must stand out from both
+    logr = np.log(m["time_ratio"].astype(float))
+    drift, band = 0.0, np.log1p(noise)
+    if len(m) >= 8:
+        drift = float(np.median(logr))
+        band = max(band, 3 * 1.4826 * float(np.median(np.abs(logr - drift))))
+    beyond = (logr - drift).abs() > band
     have_spread = {"seconds_min_first", "seconds_max_first", "seconds_min_last",
                    "seconds_max_last"} <= set(m.columns)
     if have_spread:
@@ -305,7 +316,9 @@ def compare_speed(r: pd.DataFrame, noise: float = 0.25, max_spread: float = 1.5
                          "seconds_max_last") if c in m]
     dropped = len(a) + len(b) - 2 * len(m)
     n_noisy = int(noisy.sum())
-    note = (f"a change is flagged where the time ratio is beyond ±{noise:.0%} {spread}"
+    note = (f"a change is flagged where the time ratio, after the drift all measurements "
+            f"share ({np.exp(drift):.2f}x), is beyond ×/÷{np.exp(band):.2f} (±{noise:.0%} or "
+            f"3 robust standard deviations of all ratios, the larger) {spread}"
             + (f"; {dropped} measurements had no counterpart" if dropped else "")
             + (f"; <b>{n_noisy} of {len(m)} too noisy to judge</b> (a busy machine: "
                "measure again on a quiet one)" if n_noisy else ""))
