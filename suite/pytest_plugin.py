@@ -4,10 +4,13 @@ Registered automatically when gradsuite is installed::
 
     def test_my_adam(optimizer_conformance):
         optimizer_conformance(MyAdam, reference="adam")
+        optimizer_conformance("mypkg.optim:MySGD", "sgd", rename={"momentum": "beta"})
 
 The fixture runs :func:`suite.conformance.check_optimizer` with the same keywords and, if the
 optimizer disagrees with the reference, fails the test with the verdict: for each failing
-configuration, the probe, dtype, first diverging step, quantity, error and values.
+configuration, the probe, dtype, first diverging step, quantity, error and values, and the
+catalogued variants consistent with it. ``strict_state=True`` also fails on a state that does
+not mean what torch.optim's does.
 
 ``activation_conformance`` does the same for an activation (a torch callable, an ``nn.Module``,
 an ``autograd.Function`` or a NumPy ``(forward, backward)`` pair)::
@@ -73,7 +76,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.fixture
 def optimizer_conformance() -> Callable[..., Any]:
-    """Call with ``(optimizer, reference, **check_optimizer_keywords)``; fails the test on a
+    """Call with ``(optimizer, reference, **check_optimizer_keywords)`` (``rename=``,
+    ``extra_kwargs=``, ``strict_state=``, ``configs=``, ``dtypes=``, ...); fails the test on a
     disagreement and returns the :class:`~suite.conformance.ConformanceResult` otherwise."""
     from suite.conformance import check_optimizer
 
