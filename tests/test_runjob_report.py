@@ -205,3 +205,17 @@ def test_page_renders_in_headless_chromium(run_dir, tmp_path):
     img = mpimg.imread(shot)
     assert img.shape[0] >= 3000
     assert img.std() > 0.05  # text, tables and figures, not an empty page
+
+
+def test_registered_parts_run_before_speed():
+    """speed must run last (its allocator setting stays for the process), whatever registers."""
+    from suite import runjob
+
+    assert list(runjob.PARTS)[-1] == "speed"
+    saved = dict(runjob.PARTS)
+    try:
+        runjob.register("extra", lambda args: {})
+        assert list(runjob.PARTS)[-2:] == ["extra", "speed"]
+    finally:
+        runjob.PARTS.clear()
+        runjob.PARTS.update(saved)
