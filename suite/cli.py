@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from suite.optim.spec import OPTIMIZERS
+
 
 def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
@@ -366,9 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "ceiling: compute- or memory-bound, per thread count")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"],
                    help="element type (default float32)")
-    p.add_argument("--optimizers", type=_csv, default=["sgd", "adagrad", "rmsprop", "adam",
-                                                        "adamw"],
-                   help="comma-separated references (default: all five)")
+    p.add_argument("--optimizers", type=_csv, default=list(OPTIMIZERS),
+                   help=f"comma-separated references (default: all {len(OPTIMIZERS)})")
     p.add_argument("--repeats", type=int, default=7,
                    help="timed repeats per step; the median is reported (default 7)")
     p.add_argument("--out", help="write the frame here (.csv or .parquet)")
@@ -404,8 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "disagree; 2: bad input.")
     p.add_argument("optimizer", help="import path of a class or factory, e.g. "
                    "mypackage.optim:MyAdam (imported from the current directory too)")
-    p.add_argument("--reference", required=True, help="the rule to compare with: sgd, adagrad, "
-                   "rmsprop, adam, adamw (see gradsuite list)")
+    p.add_argument("--reference", required=True, help="the rule to compare with: "
+                   f"{', '.join(OPTIMIZERS)} (see gradsuite list)")
     p.add_argument("--steps", type=int, default=200,
                    help="steps per run (default 200)")
     p.add_argument("--dtypes", type=_csv, default=["float64", "float32"],
