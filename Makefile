@@ -37,6 +37,7 @@ asv: $(STAMP)
 	$(BIN)/asv machine --yes
 	$(BIN)/asv run --launch-method forkserver --show-stderr $(COMMITS)
 	$(BIN)/asv publish
+	$(BIN)/python scripts/asv_offline.py .asv/html   # jQuery, flot, bootstrap from npm: works offline
 
 lint: $(STAMP)
 	$(BIN)/ruff check suite tests benchmarks

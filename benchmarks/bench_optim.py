@@ -13,6 +13,8 @@ IMPLS = ["numba", "numpy", "torch-backend", "torch.optim-forloop", "torch.optim-
          "torch.optim-fused"]
 HYPER = {"sgd": {"lr": 1e-3, "momentum": 0.9}, "adagrad": {}, "rmsprop": {}, "adam": {},
          "adamw": {}}
+HYPER.update({"nadam": {}, "radam": {}, "adamax": {}, "adadelta": {}, "rprop": {},
+              "asgd": {"t0": 0.0}, "adafactor": {}})
 #: the many-small-tensors case: 300 tensors of mixed shapes (63,000 elements)
 MANY = [(int(a), int(b)) for a, b in np.random.default_rng(0).integers(1, 64, (300, 2))]
 
@@ -22,6 +24,8 @@ def _step(name, impl, shapes, warm=True):
     is taken first (state created, Numba compiled), else Numba is compiled on a tiny tensor and
     the first call creates the state."""
     optim = need("suite.optim", "get")
+    if name not in optim.OPTIMIZERS:
+        raise NotImplementedError(f"{name} not available at this commit")
     if impl.startswith("torch.optim-"):
         import torch
 
@@ -43,7 +47,9 @@ def _step(name, impl, shapes, warm=True):
 
         p = [torch.randn(s) for s in shapes]
         g = [torch.randn(s) * 1e-3 for s in shapes]
-    elif len(shapes) > 1 and backend == "numba":  # one kernel over a flat buffer
+    elif len(shapes) > 1 and backend == "numba" and getattr(optim.get_spec(name),
+                                                            "elementwise", True):
+        # one kernel over a flat buffer (elementwise rules only: Adafactor's RMS is per tensor)
         if not hasattr(optim, "flat_buffer"):
             raise NotImplementedError("suite.optim.flat_buffer not available at this commit")
         pf, _ = optim.flat_buffer(shapes)

@@ -59,13 +59,23 @@ BENCH_HYPER: dict[str, dict[str, Any]] = {
     "rmsprop": {"lr": 1e-3},
     "adam": {"lr": 1e-3},
     "adamw": {"lr": 1e-3},
+    "nadam": {"lr": 2e-3},
+    "radam": {"lr": 1e-3},
+    "adamax": {"lr": 2e-3},
+    "adadelta": {"lr": 1.0},
+    "rprop": {"lr": 1e-2},
+    "asgd": {"lr": 1e-2, "t0": 0.0},  # averaging on: ax is read and written every step
+    # a 1-d tensor: the unfactored variance; bytes count one pass, and Adafactor needs two
+    # (RMS(p) and RMS(U) come before any element can be updated)
+    "adafactor": {"lr": 1e-2},
 }
 
 
 def bytes_per_element(name: str, hyper: dict[str, Any], itemsize: int) -> int:
     """Reads: p, g and every state array; writes: p and every state array."""
     spec = optim.get_spec(name)
-    n_state = len([s for s in spec.state_names(spec.resolve(**hyper)) if s != "step"])
+    n_state = len([s for s in spec.state_names(spec.resolve(**hyper), 1)
+                   if s != "step" and s not in spec.scalar_state])  # 0-dim state: no traffic
     return (2 + n_state + 1 + n_state) * itemsize
 
 
@@ -219,6 +229,11 @@ def paired_times(fns: dict[str, Callable[[], Any]], repeats: int = 7, min_time: 
 
 
 def _median_time(fn: Callable[[], Any], repeats: int, min_time: float = 0.02) -> float:
+    return float(np.median(_time_samples(fn, repeats, min_time)))
+
+
+def _time_samples(fn: Callable[[], Any], repeats: int, min_time: float = 0.02) -> list[float]:
+    """Seconds per call, one sample per repeat (each of at least ``min_time``)."""
     fn()
     t0 = time.perf_counter()
     fn()
@@ -230,7 +245,7 @@ def _median_time(fn: Callable[[], Any], repeats: int, min_time: float = 0.02) ->
         for _ in range(inner):
             fn()
         samples.append((time.perf_counter() - t0) / inner)
-    return float(np.median(samples))
+    return samples
 
 
 def triad_bandwidth(size: int, dtype: str = "float32", repeats: int = 7) -> dict[str, float]:

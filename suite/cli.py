@@ -1,19 +1,25 @@
 """The ``gradsuite`` command (also ``python -m suite``).
 
-Subcommands: ``run`` (the main job: every study, written to reports/), ``check-references``
-(our rules against torch.optim), ``check`` (a user's optimizer against a reference),
-``check-activation`` (a user's activation against the exact values), ``list``.
-Exit codes: 0 success, 1 a check failed, 2 bad usage or input.
+Subcommands: ``run`` (the main job: every study, written to reports/), ``report`` (the HTML page
+of one run, or a comparison of runs), ``check-references`` (our rules against torch.optim),
+``check`` (a user's optimizer against a reference), ``check-activation`` (a user's activation
+against the exact values), ``bench`` (the roofline), ``list``.
+Exit codes: 0 success, 1 a check failed, 2 bad usage or input, 130 interrupted (Ctrl-C), 143
+terminated (SIGTERM). Interrupting or terminating ends the worker processes too.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
+
+from suite.optim.spec import OPTIMIZERS
 
 
 def _csv(value: str) -> list[str]:
@@ -313,27 +319,55 @@ def cmd_bench_ratios(args: argparse.Namespace) -> int:
     return 0
 
 
+DESCRIPTION = """\
+gradsuite: reference optimizers and activations that agree with torch.optim, conformance checks
+for your own optimizer, convergence, gradient-statistics and speed studies, one HTML report.
+
+  gradsuite run                  every study -> reports/run-<time>/index.html
+  gradsuite report [RUN ...]     rebuild the newest run's page, or compare runs
+  gradsuite check MOD:CLASS --reference adam   check your optimizer against a reference
+  gradsuite check-activation MOD:FN --reference gelu   check your activation
+  gradsuite check-references     our references against torch.optim
+  gradsuite bench                the roofline: optimizer steps vs memory bandwidth
+  gradsuite bench-activations    activations' forward + backward vs torch
+  gradsuite bench-ratios FILE    speed ratios from a pytest-benchmark JSON file
+  gradsuite list                 optimizers, configurations, activations, losses, problems
+
+Exit codes: 0 success, 1 a check failed, 2 bad usage or input, 130 interrupted, 143 terminated.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gradsuite", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="gradsuite", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("list", help="optimizers, configurations and other names")
+    p = sub.add_parser("list", help="optimizers, configurations and other names",
+                       description="List the reference optimizers (torch.optim twin, number "
+                       "of configurations, defaults), aliases, activations, losses and test "
+                       "problems.")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("check-references",
                        help="cross-validate our rules (numpy, numba, torch) against torch.optim")
-    p.add_argument("--optimizers", type=_csv, default=[], help="comma-separated subset")
-    p.add_argument("--probes", type=_csv, default=["scaled", "model"])
-    p.add_argument("--dtypes", type=_csv, default=["float64", "float32"])
-    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--optimizers", type=_csv, default=[],
+                   help="comma-separated subset of the references (default: all)")
+    p.add_argument("--probes", type=_csv, default=["scaled", "model"],
+                   help="comma-separated gradient probes: scaled (magnitudes 1e-8..1e3), "
+                   "model (a small network's gradients) (default: both)")
+    p.add_argument("--dtypes", type=_csv, default=["float64", "float32"],
+                   help="comma-separated dtypes (default float64,float32)")
+    p.add_argument("--steps", type=int, default=200,
+                   help="optimizer steps per comparison (default 200)")
     p.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
     p.add_argument("--quick", action="store_true", help="PyTorch's own configurations only")
     p.add_argument("--out", help="write the full frame here (.csv or .parquet)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_check_references)
 
     p = sub.add_parser("bench", help="the roofline: optimizer steps vs streaming bandwidth")
-    p.add_argument("--size", type=int, default=1 << 23, help="elements per step")
+    p.add_argument("--size", type=int, default=1 << 23,
+                   help="elements per step (default 8388608 = 2**23, far beyond the caches)")
     p.add_argument("--threads", type=int, nargs="+", default=[1],
                    help="thread count(s) for torch and Numba, e.g. --threads 1 2 (Numba "
                         "needs NUMBA_NUM_THREADS >= the largest)")
@@ -342,12 +376,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bound", action="store_true",
                    help="also time each Numba step in cache and from memory against the "
                         "ceiling: compute- or memory-bound, per thread count")
-    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    p.add_argument("--optimizers", type=_csv, default=["sgd", "adagrad", "rmsprop", "adam",
-                                                        "adamw"])
-    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"],
+                   help="element type (default float32)")
+    p.add_argument("--optimizers", type=_csv, default=list(OPTIMIZERS),
+                   help=f"comma-separated references (default: all {len(OPTIMIZERS)})")
+    p.add_argument("--repeats", type=int, default=7,
+                   help="timed repeats per step; the median is reported (default 7)")
     p.add_argument("--out", help="write the frame here (.csv or .parquet)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--optimizer", action="append", default=[], metavar="MODULE:CLASS",
                    help="your optimizer (repeatable): a row beside the references")
     p.add_argument("--reference", help="the reference your optimizer is timed against "
@@ -357,16 +393,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench-activations",
                        help="activations' forward + backward: ours vs torch, paired timings")
     p.add_argument("--activations", type=_csv, default=[], help="comma-separated subset")
-    p.add_argument("--size", type=int, default=1_000_000)
-    p.add_argument("--threads", type=int, nargs="+", default=[1])
-    p.add_argument("--repeats", type=int, default=9)
+    p.add_argument("--size", type=int, default=1_000_000,
+                   help="float32 elements per call (default 1000000)")
+    p.add_argument("--threads", type=int, nargs="+", default=[1],
+                   help="thread count(s) for torch and Numba (default 1)")
+    p.add_argument("--repeats", type=int, default=9,
+                   help="rounds of adjacent timings; the median ratio is reported (default 9)")
     p.add_argument("--out", help="write the frame here (.csv or .parquet)")
     p.set_defaults(func=cmd_bench_activations)
 
     p = sub.add_parser("bench-ratios",
                        help="speed ratios (others / ours) from a pytest-benchmark JSON file")
     p.add_argument("json", help="pytest-benchmark --benchmark-json output")
-    p.add_argument("--stat", default="median", choices=["median", "min", "mean"])
+    p.add_argument("--stat", default="median", choices=["median", "min", "mean"],
+                   help="which statistic of each benchmark to compare (default median)")
     p.add_argument("--groups", help="regular expression the group must contain")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
     p.set_defaults(func=cmd_bench_ratios)
@@ -379,8 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "disagree; 2: bad input.")
     p.add_argument("optimizer", help="import path of a class or factory, e.g. "
                    "mypackage.optim:MyAdam (imported from the current directory too)")
-    p.add_argument("--reference", required=True, help="the rule to compare with: sgd, adagrad, "
-                   "rmsprop, adam, adamw (see gradsuite list)")
+    p.add_argument("--reference", required=True, help="the rule to compare with: "
+                   f"{', '.join(OPTIMIZERS)} (see gradsuite list)")
     p.add_argument("--steps", type=int, default=200,
                    help="steps per run (default 200)")
     p.add_argument("--dtypes", type=_csv, default=["float64", "float32"],
@@ -422,14 +462,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that cleanups run (worker processes end)."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated(signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from suite.sweep import MissingExtraError
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = None
+    with contextlib.suppress(ValueError):  # not the main thread: leave SIGTERM alone
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(args.func(args))
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except MissingExtraError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

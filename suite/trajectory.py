@@ -272,7 +272,7 @@ def _record_torch(rec: _Recorder, t: int, params: list[Any], opt: Any) -> None:
         for key, value in st.items():
             if key == "step":
                 rec.count(t, f"step[{i}]", value)
-            elif isinstance(value, torch.Tensor) and tuple(value.shape) == tuple(p.shape):
+            elif isinstance(value, torch.Tensor):  # any shape: 0-dim scalars, factored rows
                 rec.add(t, f"{key}[{i}]", value)
 
 

@@ -32,6 +32,20 @@ REJECTED = [
     ("adam", {"betas": (0.9, 1.0)}), ("adam", {"betas": (-0.1, 0.9)}),
     ("adam", {"weight_decay": -0.1}), ("adamw", {"betas": (0.9, 1.5)}),
     ("adamw", {"lr": -1.0}), ("adamw", {"weight_decay": -1e-2}),
+    ("nadam", {"lr": -1.0}), ("nadam", {"momentum_decay": -1e-3}), ("nadam", {"eps": -1.0}),
+    ("nadam", {"betas": (0.9, 1.0)}), ("nadam", {"weight_decay": -0.1}),
+    ("radam", {"lr": -1.0}), ("radam", {"betas": (1.0, 0.9)}), ("radam", {"eps": -1.0}),
+    ("radam", {"weight_decay": -0.1}),
+    ("adamax", {"lr": -1.0}), ("adamax", {"betas": (0.9, -0.1)}), ("adamax", {"eps": -1.0}),
+    ("adamax", {"weight_decay": -0.1}),
+    ("adadelta", {"lr": -1.0}), ("adadelta", {"rho": 1.1}), ("adadelta", {"rho": -0.1}),
+    ("adadelta", {"eps": -1.0}), ("adadelta", {"weight_decay": -0.1}),
+    ("rprop", {"lr": -1.0}), ("rprop", {"etas": (1.0, 1.2)}), ("rprop", {"etas": (0.5, 1.0)}),
+    ("rprop", {"etas": (0.0, 1.2)}),
+    ("asgd", {"lr": -1.0}), ("asgd", {"weight_decay": -0.1}),
+    ("adafactor", {"lr": -1.0}), ("adafactor", {"beta2_decay": 0.1}),
+    ("adafactor", {"eps": (-1.0, 1e-3)}), ("adafactor", {"eps": (None, -1.0)}),
+    ("adafactor", {"d": 0.5}), ("adafactor", {"weight_decay": -0.1}),
 ]
 
 
@@ -43,9 +57,11 @@ def test_rejects_what_torch_rejects(name, hyper):
     with pytest.raises(ValueError, match=r"Invalid|Nesterov") as info:
         optim.get(name, **hyper)
     bad_key = next(iter(hyper)) if len(hyper) == 1 else "nesterov"
-    assert bad_key.split("[")[0].rstrip("s") in str(info.value).lower().replace(" ", "_") \
-        or "beta" in str(info.value).lower() or "epsilon" in str(info.value).lower() \
-        or "nesterov" in str(info.value).lower()
+    text = str(info.value).lower()
+    assert bad_key.split("[")[0].rstrip("s") in text.replace(" ", "_") \
+        or "beta" in text or "epsilon" in text or "nesterov" in text
+    if bad_key not in ("betas", "etas", "eps", "nesterov"):  # the value is named
+        assert repr(float(hyper[bad_key])) in text or str(hyper[bad_key]) in text
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])

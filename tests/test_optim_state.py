@@ -15,6 +15,13 @@ HYPER = {
     "rmsprop": {"centered": True, "momentum": 0.5, "weight_decay": 0.1},
     "adam": {"amsgrad": True, "weight_decay": 0.1, "lr": 0.01},
     "adamw": {"amsgrad": True, "lr": 0.01, "maximize": True},
+    "nadam": {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True},
+    "radam": {"lr": 0.01, "weight_decay": 0.1},
+    "adamax": {"lr": 0.01, "weight_decay": 0.1, "maximize": True},
+    "adadelta": {"lr": 0.5, "rho": 0.8, "weight_decay": 0.1},
+    "rprop": {"lr": 0.01, "etas": (0.3, 1.5)},
+    "asgd": {"lr": 0.05, "t0": 5.0, "lambd": 0.01},  # averaging starts inside the 30 steps
+    "adafactor": {"lr": 0.05, "weight_decay": 0.1, "d": 2.0},
 }
 
 
@@ -26,17 +33,24 @@ def _grads(k, shapes):
 @pytest.mark.parametrize("backend", ["numpy", "numba", "torch"])
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_switch_between_rule_and_torch_mid_run(name, backend):
-    """10 steps with our rule, 10 with torch.optim, 10 with ours again == 30 with torch."""
+    """10 steps with our rule, 10 with torch.optim, 10 with ours again == 30 with torch
+    (reloaded from its state_dict at the same steps)."""
     shapes = [(4, 3), (5,)]
     rng = np.random.default_rng(0)
     init = [rng.standard_normal(s) for s in shapes]
     rule = optim.get(name, backend=backend, **HYPER[name])
     wrap = (lambda a: torch.from_numpy(a.copy())) if backend == "torch" else (lambda a: a.copy())
 
-    # reference: torch.optim alone
+    # reference: torch.optim alone, saved and reloaded into a new optimizer at the same steps
+    # (load_state_dict casts 0-dim state such as NAdam's mu_product to the parameter's dtype,
+    # so a reloaded torch run itself rounds it differently from an uninterrupted one)
     ref = [torch.tensor(a, requires_grad=True) for a in init]
     ref_opt = rule.torch_optimizer(ref)
     for k in range(30):
+        if k in (10, 20):
+            saved = ref_opt.state_dict()
+            ref_opt = rule.torch_optimizer(ref)
+            ref_opt.load_state_dict(saved)
         for p, g in zip(ref, _grads(k, shapes), strict=True):
             p.grad = torch.from_numpy(g)
         ref_opt.step()
@@ -74,11 +88,18 @@ def test_switch_between_rule_and_torch_mid_run(name, backend):
 def test_state_names_follow_torch():
     for name, hyper in HYPER.items():
         rule = optim.get(name, **hyper)
-        params = [np.ones(3)]
-        state = rule.init(params)
-        rule.step(params, [np.ones(3)], state)
-        assert set(state[0]) - {"step"} <= set(rule.spec.state_names(rule.hyper))
-        assert set(state[0]) >= set(rule.spec.state_names(rule.hyper))
+        for shape in ((3,), (2, 3)):
+            params = [np.ones(shape)]
+            state = rule.init(params)
+            rule.step(params, [np.ones(shape)], state)
+            names = set(rule.spec.state_names(rule.hyper, len(shape)))
+            assert set(state[0]) == names | ({"step"} if name != "sgd" else set())
+            # and torch.optim's own state has the same names
+            tp = torch.ones(shape, dtype=torch.float64, requires_grad=True)
+            opt = rule.torch_optimizer([tp])
+            tp.grad = torch.ones(shape, dtype=torch.float64)
+            opt.step()
+            assert set(opt.state[tp]) == set(state[0])
 
 
 def test_from_state_dict_rejects_mismatches():

@@ -30,7 +30,7 @@ def _run(name, hyper, dtype, chunks, monkeypatch, steps=3):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("name", list(optim.OPTIMIZERS))
+@pytest.mark.parametrize("name", [n for n, s in optim.OPTIMIZERS.items() if s.elementwise])
 def test_chunked_steps_are_bit_identical_to_serial(name, dtype, monkeypatch):
     """Every configuration of the table (every branch of every kernel), serial against 2, 3
     and 7 chunks: parameter and every state array equal bit for bit."""

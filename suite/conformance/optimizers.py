@@ -130,6 +130,51 @@ CONFIGS: dict[str, list[dict[str, Any]]] = {
 }
 CONFIGS["adamw"] = [dict(c) for c in CONFIGS["adam"]] + [{"lr": 0.01, "weight_decay": 0.5}]
 
+# NAdam, RAdam, Adamax, Adadelta, Rprop, ASGD, Adafactor: defaults, then the options where their
+# classic mistakes show (the momentum-decay schedule, the rectification switch, eps placement,
+# lr, the sign rule, the averaging start inside the run, factored and clipped updates).
+CONFIGS.update({
+    "nadam": [
+        {},
+        {"lr": 0.01, "momentum_decay": 0.0},
+        {"lr": 0.01, "momentum_decay": 0.05, "betas": (0.8, 0.99)},
+        {"lr": 2e-3, "weight_decay": 0.1},
+        {"lr": 2e-3, "weight_decay": 0.1, "decoupled_weight_decay": True, "maximize": True},
+    ],
+    "radam": [
+        {},
+        {"lr": 0.01, "betas": (0.9, 0.99)},
+        {"lr": 1e-3, "betas": (0.8, 0.6)},  # rho_inf = 4: never rectified
+        {"lr": 1e-3, "weight_decay": 0.1},
+        {"lr": 1e-3, "weight_decay": 0.1, "decoupled_weight_decay": True, "maximize": True},
+    ],
+    "adamax": [
+        {},
+        {"lr": 0.01, "betas": (0.8, 0.95), "eps": 1e-3},
+        {"lr": 2e-3, "weight_decay": 0.1, "maximize": True},
+    ],
+    "adadelta": [
+        {},
+        {"lr": 0.1, "rho": 0.5},
+        {"lr": 0.5, "eps": 1e-3, "weight_decay": 0.1, "maximize": True},
+    ],
+    "rprop": [
+        {"lr": 1e-3},
+        {"lr": 1e-3, "etas": (0.3, 1.5), "step_sizes": (1e-5, 0.01)},
+        {"lr": 1e-3, "maximize": True},
+    ],
+    "asgd": [
+        {},
+        {"lr": 0.01, "t0": 20.0, "lambd": 0.01},
+        {"lr": 0.01, "t0": 0.0, "alpha": 1.0, "weight_decay": 0.1, "maximize": True},
+    ],
+    "adafactor": [
+        {},
+        {"lr": 0.02, "beta2_decay": -0.5, "eps": (1e-6, 1e-2)},
+        {"lr": 0.01, "d": 5.0, "weight_decay": 0.1, "maximize": True},
+    ],
+})
+
 
 def generic_configs(reference: str) -> list[dict[str, Any]]:
     """Configurations for a reference without an entry in :data:`CONFIGS`: the defaults, then

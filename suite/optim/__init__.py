@@ -1,4 +1,6 @@
-"""Update rules of SGD, Adagrad, RMSprop, Adam and AdamW in NumPy, Numba and torch.
+"""Update rules of torch.optim's first-order optimizers in NumPy, Numba and torch.
+
+SGD, Adagrad, RMSprop, Adam, AdamW, NAdam, RAdam, Adamax, Adadelta, Rprop, ASGD, Adafactor.
 
 >>> from suite import optim
 >>> rule = optim.get("adam", backend="numba", lr=1e-3, betas=(0.9, 0.999))
@@ -88,10 +90,12 @@ class Rule:
             raise ValueError("optimizer got an empty parameter list")
         for i, p in enumerate(params):
             self._check_param(i, p)
-        return [self._fresh(p) if self.spec.eager_state else {} for p in params]
+        return [self._fresh(p, self.hyper) if self.spec.eager_state else {} for p in params]
 
-    def _fresh(self, p: Any) -> dict[str, Any]:
-        return numpy_ref.init_state(self.spec.name, p, self.hyper)
+    def _fresh(self, p: Any, hyper: dict[str, Any]) -> dict[str, Any]:
+        # ``hyper`` is this step's: Rprop's step sizes and ASGD's eta start at the lr of the
+        # parameter's first step, as torch.optim reads group["lr"] then
+        return numpy_ref.init_state(self.spec.name, p, hyper)
 
     def step(self, params: Sequence[Any], grads: Sequence[Any | None], state: State,
              lr: float | None = None) -> None:
@@ -123,7 +127,7 @@ class Rule:
             self._check_param(i, p)
             self._check_param(i, g, "gradient")
             if not st and self.spec.name != "sgd":  # lazily, on the first step with a gradient
-                st.update(self._fresh(p))
+                st.update(self._fresh(p, hyper))
             kernel(p, g, st, **hyper)
 
     def torch_optimizer(self, params: Any, impl: str = "forloop") -> Any:
@@ -164,7 +168,8 @@ def to_torch_state_dict(rule: Rule, state: State) -> dict[str, Any]:
     """``state`` as a torch.optim ``state_dict`` (one param group) for ``rule``'s twin.
 
     Parameters that have not stepped yet carry no state, as in torch (Adagrad excepted, whose
-    state torch creates eagerly).
+    state torch creates eagerly). 0-dim scalar state (NAdam's ``mu_product``, ASGD's ``eta``
+    and ``mu``) becomes 0-dim CPU tensors of its own dtype, as torch keeps it.
     """
     import torch
 
@@ -178,6 +183,8 @@ def to_torch_state_dict(rule: Rule, state: State) -> dict[str, Any]:
         for key, value in st.items():
             if key == "step":
                 entry[key] = torch.tensor(float(value), dtype=torch.float32)
+            elif key in rule.spec.scalar_state:
+                entry[key] = to_torch(value, "cpu").clone()
             else:
                 entry[key] = to_torch(value).clone()
         out[i] = entry
@@ -199,7 +206,7 @@ def from_torch_state_dict(rule: Rule, state_dict: dict[str, Any], params: Sequen
     for key, ours in rule.hyper.items():
         theirs = group.get(key, ours)
         if isinstance(ours, tuple):
-            theirs = tuple(float(b) for b in theirs)
+            theirs = tuple(None if b is None else float(b) for b in theirs)
         elif not isinstance(ours, bool):
             theirs = float(theirs)
         if theirs != ours:
@@ -208,11 +215,11 @@ def from_torch_state_dict(rule: Rule, state_dict: dict[str, Any], params: Sequen
         raise ValueError(f"state_dict covers {len(group['params'])} parameters, "
                          f"got {len(params)}")
     fresh = rule.init(params)
-    expected = set(rule.spec.state_names(rule.hyper))
     for slot, pid in enumerate(group["params"]):
         saved = state_dict["state"].get(pid)
         if not saved:
             continue
+        expected = set(rule.spec.state_names(rule.hyper, np.ndim(params[slot])))
         unknown = set(saved) - expected
         if unknown:
             raise ValueError(f"state of parameter {slot} has unexpected entries "
@@ -222,6 +229,9 @@ def from_torch_state_dict(rule: Rule, state_dict: dict[str, Any], params: Sequen
                 continue
             if key == "step":
                 fresh[slot][key] = float(value)
+            elif key in rule.spec.scalar_state:  # 0-dim, its own dtype, on the CPU as in torch
+                fresh[slot][key] = (value.detach().cpu().clone() if rule.backend == "torch"
+                                    else np.array(value.item(), dtype=str(value.dtype)[6:]))
             elif rule.backend == "torch":
                 fresh[slot][key] = value.detach().clone().to(params[slot])
             else:

@@ -2,10 +2,15 @@
 
 In the spirit of PyTorch's ``OptimizerInfo``: every configuration PyTorch's own test-suite uses
 for these optimizers (``optim_inputs_func_*`` in ``common_optimizers.py``, source ``"torch"``),
-plus the full product of each optimizer's options at two values each (source ``"grid"``), which
-covers the combinations torch's list does not (nesterov + maximize, centered + momentum +
+plus the full product of each optimizer's options at two (a few: three or four) values each
+(source ``"grid"``), which covers the combinations torch's list does not (nesterov + maximize, centered + momentum +
 maximize, amsgrad + maximize, lr_decay + initial_accumulator_value, beta1 < 0.5 where lerp takes
-its other branch, large eps, ...). Duplicates are dropped; the first occurrence keeps its source.
+its other branch, large eps, NAdam's decoupled decay with maximize and a frozen momentum schedule,
+RAdam never rectified (beta2 = 0.6: rho_inf = 4) and switching at step 6, Adadelta with rho 0
+and 1, Rprop's etas near 1 and step sizes that clamp from the start, ASGD's averaging starting
+at t0 = 0 or 50 inside the 200 steps, Adafactor with beta2_decay 0, an explicit epsilon1 and no
+update clipping, ...). The grids of the last seven rules leave out options torch's list already
+varies (maximize, lr) where the product would otherwise pass a hundred configurations. Duplicates are dropped; the first occurrence keeps its source.
 """
 
 from __future__ import annotations
@@ -74,6 +79,33 @@ _TORCH: list[Config] = [
         _cfg(opt, "torch"), _cfg(opt, "torch", lr=0.01), _cfg(opt, "torch", weight_decay=0.1),
         _cfg(opt, "torch", weight_decay=0.1, maximize=True),
         _cfg(opt, "torch", weight_decay=0.1, amsgrad=True))],
+    _cfg("nadam", "torch"), _cfg("nadam", "torch", lr=1e-3),
+    _cfg("nadam", "torch", momentum_decay=6e-3), _cfg("nadam", "torch", weight_decay=0.1),
+    _cfg("nadam", "torch", weight_decay=0.1, momentum_decay=6e-3),
+    _cfg("nadam", "torch", weight_decay=0.1, momentum_decay=6e-3,
+         decoupled_weight_decay=True),
+    _cfg("nadam", "torch", weight_decay=0.1, maximize=True),
+    _cfg("radam", "torch"), _cfg("radam", "torch", lr=2e-3), _cfg("radam", "torch", eps=1e-6),
+    _cfg("radam", "torch", weight_decay=0.1),
+    _cfg("radam", "torch", weight_decay=0.1, decoupled_weight_decay=True),
+    _cfg("radam", "torch", weight_decay=0.1, maximize=True),
+    _cfg("adamax", "torch"), _cfg("adamax", "torch", lr=0.1),
+    _cfg("adamax", "torch", weight_decay=0.1), _cfg("adamax", "torch", maximize=True),
+    _cfg("adamax", "torch", weight_decay=0.1, maximize=True),
+    _cfg("adadelta", "torch"), _cfg("adadelta", "torch", lr=0.01),
+    _cfg("adadelta", "torch", weight_decay=0.1), _cfg("adadelta", "torch", maximize=True),
+    _cfg("adadelta", "torch", weight_decay=0.1, maximize=True),
+    _cfg("adadelta", "torch", rho=0.95, weight_decay=0.9),
+    _cfg("rprop", "torch"), _cfg("rprop", "torch", lr=2e-4),
+    _cfg("rprop", "torch", etas=(0.5, 1.5)), _cfg("rprop", "torch", step_sizes=(2e-6, 100.0)),
+    _cfg("rprop", "torch", maximize=True),
+    _cfg("asgd", "torch"), _cfg("asgd", "torch", lambd=0.1), _cfg("asgd", "torch", lr=0.02),
+    _cfg("asgd", "torch", t0=100.0), _cfg("asgd", "torch", maximize=True),
+    _cfg("asgd", "torch", weight_decay=0.1),
+    _cfg("asgd", "torch", weight_decay=0.1, maximize=True),
+    _cfg("adafactor", "torch"), _cfg("adafactor", "torch", weight_decay=0.1, lr=0.01),
+    _cfg("adafactor", "torch", weight_decay=0.1, maximize=True),
+    _cfg("adafactor", "torch", beta2_decay=-1.0), _cfg("adafactor", "torch", d=1.5),
 ]
 
 # Two values per option; the product is taken and invalid combinations are skipped.
@@ -90,6 +122,29 @@ _GRID: dict[str, dict[str, tuple[Any, ...]]] = {
              "weight_decay": (0.0, 0.1), "amsgrad": (False, True), "maximize": (False, True)},
 }
 _GRID["adamw"] = _GRID["adam"]
+_GRID.update({
+    # beta1 = 0.3 takes lerp's other branch; momentum_decay 0 freezes the schedule at beta1/2
+    "nadam": {"lr": (0.05,), "betas": ((0.9, 0.999), (0.3, 0.6)),
+              "momentum_decay": (4e-3, 0.0), "weight_decay": (0.0, 0.1),
+              "decoupled_weight_decay": (False, True), "maximize": (False, True)},
+    # beta2 = 0.6 gives rho_inf = 4: never rectified; 0.999 switches at step 6
+    "radam": {"lr": (1e-3, 0.05), "betas": ((0.9, 0.999), (0.3, 0.6)),
+              "eps": (1e-3,), "weight_decay": (0.0, 0.1),
+              "decoupled_weight_decay": (False, True), "maximize": (False, True)},
+    "adamax": {"lr": (2e-3, 0.1), "betas": ((0.9, 0.999), (0.3, 0.6)), "eps": (1e-8, 1e-2),
+               "weight_decay": (0.0, 0.1), "maximize": (False, True)},
+    "adadelta": {"lr": (1.0,), "rho": (0.9, 0.3, 1.0, 0.0), "eps": (1e-6, 1e-2),
+                 "weight_decay": (0.0, 0.1), "maximize": (False, True)},
+    # etas near 1 and far from it; step sizes that clamp from the first steps on both sides
+    "rprop": {"lr": (1e-2, 0.5, 1e-7), "etas": ((0.5, 1.2), (0.1, 3.0), (0.99, 1.01)),
+              "step_sizes": ((1e-6, 50.0), (1e-3, 0.05), (0.0, 1e3))},
+    # t0 = 50 and 0 start the averaging inside 200 steps; lambd 0.5 makes eta decay fast
+    "asgd": {"lr": (0.05,), "lambd": (1e-4, 0.5), "alpha": (0.75, 1.5),
+             "t0": (1e6, 50.0, 0.0), "weight_decay": (0.0, 0.1)},
+    "adafactor": {"lr": (1e-2, 0.3), "beta2_decay": (-0.8, 0.0),
+                  "eps": ((None, 1e-3), (1e-3, 0.1)), "d": (1.0, 1e3),
+                  "weight_decay": (0.0, 0.1)},
+})
 
 
 def _grid(opt: str) -> Iterable[Config]:

@@ -24,15 +24,24 @@ implementations that round differently cannot agree to 1e-12 there. The free-run
 kept in ``free_run_error``. Steps after the reference overflows are not compared
 (``compared_steps``).
 
+Where torch's own implementations disagree with one another, a foreach (or fused) cell that
+fails the free comparison is judged by the ``spread`` mode: per quantity, our error against
+that implementation may exceed the error of torch's own for-loop against it by at most the
+tolerance (``torch_spread`` is the for-loop's error). The one case in the table: torch's
+foreach ASGD computes ``eta = lr / (1 + lambd·lr·t)^alpha`` with the float32 ``step`` tensor in
+the arithmetic (float32 operations), its for-loop in double precision from ``step.item()``; the
+two ``eta`` differ by ~1.5e-7 relative in float64 runs. Our rules follow the for-loop.
+
 Frame schema (one row per optimizer x config x probe x dtype x backend x torch_impl):
 ``optimizer, config, source, probe, dtype, backend, torch_impl, steps, compared_steps, mode,
-max_error_param, max_error_state, worst_quantity, first_bad_step, tol, passed, error,
-free_run_error``.
+max_error_param, max_error_state, worst_quantity, first_bad_step, tol, condition, passed, error,
+free_run_error, torch_spread``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -99,6 +108,13 @@ def crossval_cell(config: Config, probe: str, dtype: str = "float64", steps: int
         ours = run_rule(rule, pr, steps, dtype)
         for impl, ref in torch_runs.items():
             row = _row(config, probe, dtype, backend, impl, steps, ours, ref, "free")
+            if not row["passed"] and not row["error"] and impl != "forloop" \
+                    and "forloop" in torch_runs:
+                # torch's implementations disagree with one another: judge against the spread
+                spread = _row(config, probe, dtype, backend, impl, steps, ours, ref, "spread",
+                              spread=torch_runs["forloop"])
+                if spread["passed"]:
+                    row = spread
             if not row["passed"] and not row["error"]:
                 # chaotic dynamics amplify round-off: judge the rule by its one-step error
                 free_error = max(row["max_error_param"], row["max_error_state"])
@@ -112,11 +128,19 @@ def crossval_cell(config: Config, probe: str, dtype: str = "float64", steps: int
 
 def _row(config: Config, probe: str, dtype: str, backend: str, impl: str, steps: int,
          ours: Trajectory, ref: Trajectory, mode: str,
-         condition: np.ndarray | None = None) -> dict[str, Any]:
+         condition: np.ndarray | None = None, spread: Trajectory | None = None
+         ) -> dict[str, Any]:
     tol = TOLERANCE[dtype]
     tols = tol if condition is None else tol * condition
     error = ours.error or ref.error
     results = compare(ours, ref, tols, require_state=True) if error is None else []
+    torch_spread = np.nan
+    if spread is not None and error is None:
+        # per quantity: our error may exceed torch's own for-loop's error by at most tol
+        theirs = {r.quantity: r.max_error for r in compare(spread, ref, np.inf)}
+        torch_spread = max(theirs.values(), default=0.0)
+        results = [replace(r, first_bad_step=None)
+                   if r.max_error <= theirs.get(r.quantity, 0.0) + tol else r for r in results]
     params = [r.max_error for r in results if r.quantity.startswith("param[")]
     states = [r.max_error for r in results if not r.quantity.startswith("param[")]
     worst = max(results, key=lambda r: r.max_error, default=None)
@@ -134,6 +158,7 @@ def _row(config: Config, probe: str, dtype: str, backend: str, impl: str, steps:
         "passed": error is None and not bad,
         "error": error or "",
         "free_run_error": max(params + states, default=np.nan) if mode == "free" else np.nan,
+        "torch_spread": torch_spread,
     }
 
 

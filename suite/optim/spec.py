@@ -69,12 +69,67 @@ def _validate_adam(h: Hyper) -> None:
             raise ValueError(f"Invalid beta parameter at index {i}: {b} (expected 0 <= beta < 1)")
 
 
-def _betas(name: str, value: Any) -> tuple[float, float]:
+def _pair(name: str, value: Any, what: str = "") -> tuple[float, float]:
     try:
-        b1, b2 = value
+        a, b = value
     except (TypeError, ValueError):
-        raise TypeError(f"hyperparameter betas={value!r} must be a pair (beta1, beta2)") from None
-    return (_number("betas[0]", b1), _number("betas[1]", b2))
+        raise TypeError(f"hyperparameter {name}={value!r} must be a pair "
+                        f"{what or '(a, b)'}") from None
+    return (_number(f"{name}[0]", a), _number(f"{name}[1]", b))
+
+
+def _betas(name: str, value: Any) -> tuple[float, float]:
+    return _pair(name, value, "(beta1, beta2)")
+
+
+def _validate_nadam(h: Hyper) -> None:
+    _validate_adam(h)
+    _nonneg(h, "momentum_decay")
+
+
+def _validate_adamax(h: Hyper) -> None:
+    _validate_adam(h)
+
+
+def _validate_adadelta(h: Hyper) -> None:
+    _nonneg(h, "lr", "eps", "weight_decay")
+    if not 0.0 <= h["rho"] <= 1.0:
+        raise ValueError(f"Invalid rho value: {h['rho']} (expected 0 <= rho <= 1)")
+
+
+def _validate_rprop(h: Hyper) -> None:
+    _nonneg(h, "lr")
+    minus, plus = h["etas"]
+    if not 0.0 < minus < 1.0 < plus:
+        raise ValueError(f"Invalid eta values: {minus}, {plus} "
+                         "(expected 0 < etaminus < 1 < etaplus)")
+
+
+def _validate_asgd(h: Hyper) -> None:
+    _nonneg(h, "lr", "weight_decay")
+
+
+def _validate_adafactor(h: Hyper) -> None:
+    _nonneg(h, "lr", "weight_decay")
+    if not h["beta2_decay"] <= 0.0:
+        raise ValueError(f"Invalid beta2_decay value: {h['beta2_decay']} (expected <= 0)")
+    eps1, eps2 = h["eps"]
+    if eps1 is not None and not eps1 >= 0.0:
+        raise ValueError(f"Invalid eps[0] (epsilon1) value: {eps1} (expected None or >= 0)")
+    if not eps2 >= 0.0:
+        raise ValueError(f"Invalid eps[1] (epsilon2) value: {eps2} (expected >= 0)")
+    if not h["d"] >= 1.0:
+        raise ValueError(f"Invalid d (clipping threshold) value: {h['d']} (expected >= 1)")
+
+
+def _adafactor_eps(name: str, value: Any) -> tuple[float | None, float]:
+    """Adafactor's (epsilon1, epsilon2); epsilon1 None means the dtype's machine epsilon."""
+    try:
+        e1, e2 = value
+    except (TypeError, ValueError):
+        raise TypeError(f"hyperparameter {name}={value!r} must be a pair "
+                        "(epsilon1 or None, epsilon2)") from None
+    return (None if e1 is None else _number(f"{name}[0]", e1), _number(f"{name}[1]", e2))
 
 
 @dataclass(frozen=True)
@@ -91,6 +146,10 @@ class OptimizerSpec:
     elementwise: each coordinate's update depends on that coordinate alone (False for rules
         with per-tensor statistics such as Adafactor's factored second moment), so that
         independent problems may be batched into one tensor.
+    scalar_state: state entries that torch.optim keeps as 0-dim tensors besides ``step``
+        (NAdam's ``mu_product``, ASGD's ``eta`` and ``mu``); gradsuite keeps them as 0-dim
+        arrays (tensors on the torch backend) of torch's scalar dtype, so that their rounding
+        is torch's.
     """
 
     name: str
@@ -103,6 +162,8 @@ class OptimizerSpec:
     summary: str = ""
     casts: Mapping[str, Callable[[str, Any], Any]] = field(default_factory=dict)
     elementwise: bool = True
+    scalar_state: tuple[str, ...] = ()
+    state_names_by_ndim: Callable[[Hyper, int], tuple[str, ...]] | None = None
 
     def resolve(self, **hyper: Any) -> Hyper:
         """Defaults merged with ``hyper``, type-checked and validated like torch.optim."""
@@ -124,8 +185,14 @@ class OptimizerSpec:
         self.validator(out)
         return out
 
-    def state_names(self, hyper: Hyper) -> tuple[str, ...]:
-        """Names of the per-parameter state entries, as torch.optim names them."""
+    def state_names(self, hyper: Hyper, ndim: int | None = None) -> tuple[str, ...]:
+        """Names of the per-parameter state entries, as torch.optim names them.
+
+        Where they depend on the parameter (Adafactor: ``row_var`` and ``col_var`` for
+        matrices, ``variance`` otherwise), ``ndim`` picks them; without it, all are listed.
+        """
+        if ndim is not None and self.state_names_by_ndim is not None:
+            return self.state_names_by_ndim(hyper, ndim)
         return self.state_names_fn(hyper)
 
     def torch_class(self) -> Any:
@@ -206,6 +273,76 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
         summary="AdamW: Adam with decoupled weight decay p *= 1 - lr*wd",
     ),
 }
+
+
+def _adafactor_state(h: Hyper, ndim: int) -> tuple[str, ...]:
+    return ("step", "row_var", "col_var") if ndim > 1 else ("step", "variance")
+
+
+_BETAS = {"betas": _betas}
+
+OPTIMIZERS.update({
+    "nadam": OptimizerSpec(
+        name="nadam", torch_name="NAdam",
+        defaults={"lr": 2e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0,
+                  "momentum_decay": 4e-3, "decoupled_weight_decay": False, "maximize": False},
+        validator=_validate_nadam,
+        state_names_fn=lambda h: ("step", "mu_product", "exp_avg", "exp_avg_sq"),
+        fused_on_cpu=False, casts=_BETAS, scalar_state=("mu_product",),
+        summary="NAdam (Dozat): Nesterov momentum in Adam with the momentum-decay schedule",
+    ),
+    "radam": OptimizerSpec(
+        name="radam", torch_name="RAdam",
+        defaults={"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0,
+                  "decoupled_weight_decay": False, "maximize": False},
+        validator=_validate_adam, state_names_fn=lambda h: ("step", "exp_avg", "exp_avg_sq"),
+        fused_on_cpu=False, casts=_BETAS,
+        summary="RAdam (Liu et al.): Adam rectified once rho_t > 5, SGD with momentum before",
+    ),
+    "adamax": OptimizerSpec(
+        name="adamax", torch_name="Adamax",
+        defaults={"lr": 2e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0,
+                  "maximize": False},
+        validator=_validate_adamax, state_names_fn=lambda h: ("step", "exp_avg", "exp_inf"),
+        fused_on_cpu=False, casts=_BETAS,
+        summary="Adamax: Adam with the infinity norm, u = max(beta2 u, |g| + eps)",
+    ),
+    "adadelta": OptimizerSpec(
+        name="adadelta", torch_name="Adadelta",
+        defaults={"lr": 1.0, "rho": 0.9, "eps": 1e-6, "weight_decay": 0.0, "maximize": False},
+        validator=_validate_adadelta,
+        state_names_fn=lambda h: ("step", "square_avg", "acc_delta"), fused_on_cpu=False,
+        summary="Adadelta (Zeiler): RMS of past updates over RMS of gradients, times lr",
+    ),
+    "rprop": OptimizerSpec(
+        name="rprop", torch_name="Rprop",
+        defaults={"lr": 1e-2, "etas": (0.5, 1.2), "step_sizes": (1e-6, 50.0),
+                  "maximize": False},
+        validator=_validate_rprop, state_names_fn=lambda h: ("step", "prev", "step_size"),
+        fused_on_cpu=False,
+        casts={"etas": lambda n, v: _pair(n, v, "(etaminus, etaplus)"),
+               "step_sizes": lambda n, v: _pair(n, v, "(min step size, max step size)")},
+        summary="Rprop: per-coordinate step sizes grown or shrunk by the gradient's sign",
+    ),
+    "asgd": OptimizerSpec(
+        name="asgd", torch_name="ASGD",
+        defaults={"lr": 1e-2, "lambd": 1e-4, "alpha": 0.75, "t0": 1e6, "weight_decay": 0.0,
+                  "maximize": False},
+        validator=_validate_asgd, state_names_fn=lambda h: ("step", "eta", "mu", "ax"),
+        fused_on_cpu=False, scalar_state=("eta", "mu"),
+        summary="ASGD: SGD with a decaying step and Polyak averaging from step t0",
+    ),
+    "adafactor": OptimizerSpec(
+        name="adafactor", torch_name="Adafactor",
+        defaults={"lr": 1e-2, "beta2_decay": -0.8, "eps": (None, 1e-3), "d": 1.0,
+                  "weight_decay": 0.0, "maximize": False},
+        validator=_validate_adafactor, fused_on_cpu=False,
+        state_names_fn=lambda h: ("step", "row_var", "col_var", "variance"),
+        state_names_by_ndim=_adafactor_state,
+        casts={"eps": _adafactor_eps}, elementwise=False,
+        summary="Adafactor (torch.optim's): factored second moment, relative step, clipping",
+    ),
+})
 
 #: Named variants that are thin specialisations of a rule: name -> (rule, fixed hyperparameters).
 ALIASES: dict[str, tuple[str, dict[str, Any]]] = {

@@ -242,6 +242,121 @@ def _negate_after_wd(kernel: Kernel) -> Kernel:
     return step
 
 
+# ---- NAdam, RAdam, Adamax, Adadelta, Rprop, ASGD, Adafactor: one classic change each ------------
+
+
+def _nadam_constant_mu(p: Any, g: Any, st: dict[str, Any], *, lr: float,
+                       betas: tuple[float, float], eps: float, weight_decay: float,
+                       momentum_decay: float, decoupled_weight_decay: bool,
+                       maximize: bool) -> None:
+    # mu_t = mu_{t+1} = beta1 (Dozat's schedule left out); otherwise numpy_ref.nadam
+    xp = namespace(p)
+    beta1, beta2 = betas
+    if maximize:
+        g = -g
+    st["step"] = step = st["step"] + 1.0
+    bias_correction2 = 1 - beta2**step
+    if weight_decay != 0:
+        if decoupled_weight_decay:
+            p[...] = p * (1 - lr * weight_decay)
+        else:
+            g = g + weight_decay * p
+    mu = mu_next = beta1
+    mu_product = st["mu_product"]
+    mu_product[...] = mu_product * mu
+    m, v = st["exp_avg"], st["exp_avg_sq"]
+    m[...] = lerp(m, g, 1 - beta1)
+    v[...] = beta2 * v + ((1 - beta2) * g) * g
+    denom = xp.sqrt(v / bias_correction2) + eps
+    mp = float(mu_product)
+    p[...] = p + ((-lr * (1.0 - mu) / (1.0 - mp)) * g) / denom
+    p[...] = p + (((-lr * mu_next) / (1.0 - mp * mu_next)) * m) / denom
+
+
+def _radam_always_rectified(p: Any, g: Any, st: dict[str, Any], *, lr: float,
+                            betas: tuple[float, float], eps: float, weight_decay: float,
+                            decoupled_weight_decay: bool, maximize: bool) -> None:
+    # the adaptive (rectified) step from t = 1, r_t = sqrt(max(., 0)): no switch at rho_t > 5
+    xp = namespace(p)
+    beta1, beta2 = betas
+    if maximize:
+        g = -g
+    st["step"] = step = st["step"] + 1.0
+    if weight_decay != 0:
+        if decoupled_weight_decay:
+            p[...] = p * (1 - lr * weight_decay)
+        else:
+            g = g + weight_decay * p
+    m, v = st["exp_avg"], st["exp_avg_sq"]
+    m[...] = lerp(m, g, 1 - beta1)
+    v[...] = beta2 * v + ((1 - beta2) * g) * g
+    bias_correction1 = 1 - beta1**step
+    bias_correction2 = 1 - beta2**step
+    rho_inf = 2 / (1 - beta2) - 1
+    rho_t = rho_inf - 2 * step * (beta2**step) / bias_correction2
+    rect = max((rho_t - 4) * (rho_t - 2) * rho_inf
+               / ((rho_inf - 4) * (rho_inf - 2) * rho_t), 0.0) ** 0.5
+    adaptive_lr = (bias_correction2**0.5) / (xp.sqrt(v) + eps)
+    p[...] = p - m / bias_correction1 * lr * adaptive_lr * rect
+
+
+def _adamax_eps_outside(p: Any, g: Any, st: dict[str, Any], *, lr: float,
+                        betas: tuple[float, float], eps: float, weight_decay: float,
+                        maximize: bool) -> None:
+    # u = max(beta2 u, |g|), divided by u + eps (Keras), not max(beta2 u, |g| + eps)
+    xp = namespace(p)
+    beta1, beta2 = betas
+    if maximize:
+        g = -g
+    st["step"] = step = st["step"] + 1.0
+    if weight_decay != 0:
+        g = g + weight_decay * p
+    m, u = st["exp_avg"], st["exp_inf"]
+    m[...] = lerp(m, g, 1 - beta1)
+    u[...] = xp.maximum(u * beta2, xp.abs(g))
+    p[...] = p + (-(lr / (1 - beta1**step)) * m) / (u + eps)
+
+
+def _rprop_raw_previous(p: Any, g: Any, st: dict[str, Any], *, lr: float,
+                        etas: tuple[float, float], step_sizes: tuple[float, float],
+                        maximize: bool) -> None:
+    # the sign rule compares with the raw previous gradient (kept in "raw_prev"), not with the
+    # stored one that torch zeroes after a sign change
+    raw = st.get("raw_prev")
+    if raw is None:
+        raw = st["raw_prev"] = copy(st["prev"])
+    keep = copy(-g if maximize else g)
+    st["prev"][...] = raw
+    numpy_ref.rprop(p, g, st, lr=lr, etas=etas, step_sizes=step_sizes, maximize=maximize)
+    raw[...] = keep
+
+
+def _asgd_eta_first(p: Any, g: Any, st: dict[str, Any], *, lr: float, lambd: float,
+                    alpha: float, t0: float, weight_decay: float, maximize: bool) -> None:
+    # eta_t = lr / (1 + lambd lr t)^alpha (double precision) used at step t; torch uses the
+    # eta stored by the previous step
+    if maximize:
+        g = -g
+    st["step"] = step = st["step"] + 1.0
+    if weight_decay != 0:
+        g = g + weight_decay * p
+    eta = lr / ((1 + lambd * lr * step) ** alpha)
+    p[...] = p * (1 - lambd * eta)
+    p[...] = p + (-eta) * g
+    mu, ax = float(st["mu"]), st["ax"]
+    ax[...] = ax + (p - ax) * mu if mu != 1 else p
+    rounded = numpy_ref.scalar_dtype()
+    st["eta"][...] = float(rounded(eta))
+    st["mu"][...] = float(rounded(1 / max(1, step - t0)))
+
+
+def _adafactor_paper_rho(p: Any, g: Any, st: dict[str, Any], *, lr: float, weight_decay: float,
+                         **hyper: Any) -> None:
+    # rho_t = min(0.01, 1/sqrt(t)), the paper's constant, where torch uses min(lr, 1/sqrt(t));
+    # the decay p *= 1 - lr*weight_decay is kept (weight_decay rescaled for lr = 0.01)
+    numpy_ref.adafactor(p, g, st, lr=0.01, weight_decay=weight_decay * lr / 0.01, **hyper)
+
+
 CATALOGUE: tuple[Variant, ...] = (
     Variant("decoupled_weight_decay",
             "weight decay applied to p (p *= 1 - lr*wd), not added to the gradient",
@@ -320,7 +435,30 @@ CATALOGUE: tuple[Variant, ...] = (
     Variant("step_counted_per_group",
             "one step count per param group, advanced at every step() even for parameters "
             "without a gradient (bias corrections and lr decay read it)",
-            references=("adagrad", "adam", "adamw"), counter="group"),
+            references=("adagrad", "adam", "adamw", "nadam", "radam", "adamax", "adadelta",
+                        "rprop", "asgd", "adafactor"), counter="group"),
+    Variant("nadam_constant_momentum",
+            "NAdam's momentum schedule mu_t = beta1 (1 - 0.96^(t psi)/2) left out: mu_t = beta1",
+            references=("nadam",), kernels={"nadam": _nadam_constant_mu}),
+    Variant("radam_always_rectified",
+            "RAdam's switch at rho_t > 5 left out: the rectified adaptive step from t = 1",
+            references=("radam",), kernels={"radam": _radam_always_rectified}),
+    Variant("adamax_eps_outside_max",
+            "Adamax's eps added after the maximum, m / (max(beta2 u, |g|) + eps) (Keras)",
+            references=("adamax",), kernels={"adamax": _adamax_eps_outside}),
+    Variant("adadelta_lr_ignored", "Adadelta's lr has no effect (the paper's step, lr = 1)",
+            references=("adadelta",), overrides={"lr": 1.0}),
+    Variant("rprop_sign_on_raw_previous_gradient",
+            "Rprop's sign rule compares with the raw previous gradient, not the stored one "
+            "zeroed after a sign change",
+            references=("rprop",), kernels={"rprop": _rprop_raw_previous}),
+    Variant("asgd_eta_updated_before_step",
+            "ASGD's eta_t = lr / (1 + lambd lr t)^alpha used at step t (torch: from t + 1)",
+            references=("asgd",), kernels={"asgd": _asgd_eta_first}),
+    Variant("adafactor_relative_step_capped_at_0.01",
+            "Adafactor's relative step min(0.01, 1/sqrt(t)) (the paper), not min(lr, 1/sqrt(t))",
+            references=("adafactor",), kernels={"adafactor": _adafactor_paper_rho},
+            when=lambda h: h["lr"] != 0.01),
     Variant("state_in_float32", "every state entry kept in float32", state_dtype="float32"),
     Variant("state_in_bfloat16", "every state entry kept in bfloat16", state_dtype="bfloat16"),
     Variant("lr_scaled", "a constant factor on every step (lr -> c*lr), fitted",

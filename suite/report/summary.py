@@ -22,7 +22,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from suite.report.html import _table
+from suite.report.tables import table as _table
 
 Frames = dict[str, pd.DataFrame]
 

@@ -107,11 +107,18 @@ def run_full(problem: Problem | str, optimizer: Any, starts: Any, steps: int,
     sched = schedule or Schedule()
     sub = subject_for(optimizer, backend)
     rule = sub.rule(**hyper)
-    if rule is None:
+    if rule is None or not sub.elementwise:
+        # a user's optimizer, or a reference that is not elementwise (Adafactor's factored
+        # moments): one parameter and one instance per start, unless declared elementwise
         res, hyp, mode = _run_subject(prob, sub, hyper, x0, steps, tg, sched, seed,
                                       record_every, dtype)
         return _frames(prob, sub.name, hyp, mode, x0, tg, sched, seed, steps, *res)
-    if backend == "numba":
+    if backend == "numba" and rule.name not in _OPT_CODES:  # no batched runner: step by step
+        rule = replace(sub, backend="numba").rule(**hyper)
+        assert rule is not None
+        res = _run_stepwise(prob, rule, x0.copy(), steps, tg, sched, seed, record_every,
+                            "numpy", dtype)
+    elif backend == "numba":
         if prob.noise:
             raise NotImplementedError("noisy problems run on the numpy and torch backends")
         res = _run_numba(prob, rule, x0, steps, tg, sched, record_every)
@@ -140,7 +147,12 @@ def _run_stepwise(prob: Problem, rule: optim.Rule, x0: np.ndarray, steps: int, t
         def to_np(a: Any) -> np.ndarray:
             return np.asarray(a, dtype=np.float64)
 
-    state = rule.init([x])
+    # N starts are one (N, d) parameter for elementwise rules; otherwise (Adafactor's per-tensor
+    # statistics) each start is its own parameter, a row view of x
+    def parts(a: Any) -> list[Any]:
+        return [a] if rule.spec.elementwise else [a[i] for i in range(n)]
+
+    state = rule.init(parts(x))
     hits = np.full((n, len(tg)), -1, dtype=np.int64)
     best = np.full(n, np.inf)
     rec_f, rec_x, rec_t = [], [], []
@@ -151,7 +163,7 @@ def _run_stepwise(prob: Problem, rule: optim.Rule, x0: np.ndarray, steps: int, t
             rec_f.append(f.copy()), rec_x.append(to_np(x).copy()), rec_t.append(0)
         for t in range(steps):
             g = prob.grad(x, rng)
-            rule.step([x], [g], state, lr=sched.lr_at(lr0, t))
+            rule.step(parts(x), parts(g), state, lr=sched.lr_at(lr0, t))
             f = to_np(prob.f(x)) - prob.f_min
             _update_hits(hits, f, tg, t + 1)
             best = np.fmin(best, f)
@@ -349,16 +361,20 @@ def torch_optim_trajectory(problem: Problem | str, optimizer: str, starts: Any, 
     prob = get_problem(problem) if isinstance(problem, str) else problem
     x0 = _check_starts(prob, starts)
     rule = optim.get(optimizer, **hyper)
-    x = torch.nn.Parameter(torch.tensor(x0))
-    opt = rule.torch_optimizer([x])
+    # one (n, d) parameter, or one parameter per start for rules that are not elementwise
+    xs = [torch.nn.Parameter(torch.tensor(a)) for a in
+          ([x0] if rule.spec.elementwise else list(x0))]
+    opt = rule.torch_optimizer(xs)
     sched = (schedule or Schedule()).torch_scheduler(opt)
     out = [x0.copy()]
     for _ in range(steps):
         with torch.no_grad():
-            x.grad = prob.grad_fn(x.detach())
+            g = prob.grad_fn(torch.stack([x.detach() for x in xs]).reshape(x0.shape))
+            for i, x in enumerate(xs):
+                x.grad = g if len(xs) == 1 else g[i].clone()
         opt.step()
         sched.step()
-        out.append(x.detach().numpy().copy())
+        out.append(np.stack([x.detach().numpy() for x in xs]).reshape(x0.shape).copy())
     return np.stack(out)
 
 
