@@ -73,7 +73,7 @@ def convergence_part(args: Any) -> dict[str, pd.DataFrame]:
                        n_starts=tun.get("starts", sz["starts"]), target=target,
                        n_fresh=tun.get("fresh_seeds", sz["fresh"]),
                        lr_grids=getattr(args, "lr_grids", None), jobs=args.jobs, dask=args.dask,
-                       checkpoint=args.run_dir / ".cells" / "tuning", progress=True)
+                       checkpoint=args.run_dir / ".cells" / "convergence", progress=True)
     choice = out["tuning_choice"]
     tuned = out["tuned"].rename(columns={"steps_to_target": C.target_column(target)})
     frames = {**out, "convergence": tuned, "ecdf": C.ecdf(tuned, targets=(target,))}
