@@ -181,7 +181,7 @@ def _kl_div(x: Any, t: Any, reduction: str, backend: str, log_target: bool = Fal
         per, g = _xlogy(xp, t, t) - t * x, -t
     n = per.size if xp is np else per.numel()
     if reduction == "batchmean":
-        b = x.shape[0] if x.ndim > 1 else 1
+        b = x.shape[0] if x.ndim > 0 else 1  # torch: input.size(0) unless 0-dim
         return per.sum() / b, g / b
     return _reduce(xp, per, reduction), g * _scale(reduction, n)
 
