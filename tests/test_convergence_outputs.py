@@ -16,7 +16,7 @@ TARGETS = (1e-1, 1e-3, 1e-6)
 CASES = [  # (problem, optimizer, hyper, steps): first hits spread over the run
     ("himmelblau", "adam", {"lr": 0.05}, 400),
     ("booth", "sgd", {"lr": 0.05, "momentum": 0.5}, 150),
-    ("rosenbrock", "rmsprop", {"lr": 1e-3}, 300),
+    ("rosenbrock", "rmsprop", {"lr": 3e-2, "centered": True}, 500),
     ("beale", "adagrad", {"lr": 0.3}, 300),
 ]
 
@@ -58,7 +58,8 @@ def test_every_column_on_every_backend_equals_torch_optims(problem, opt, hyper, 
     ref = frames["numpy"]
     hit_cols = [C.target_column(t) for t in TARGETS]
     # the case exercises the metrics: some first hits happen, not all at step 1
-    assert ref[hit_cols].notna().any().all() or problem == "rosenbrock"
+    assert ref[hit_cols].notna().to_numpy().any()
+    assert (ref[hit_cols] > 1).to_numpy().any()
     for backend, df in frames.items():
         assert list(df.columns) == list(ref.columns), backend
         assert (df["backend"] == backend).all()

@@ -284,14 +284,16 @@ def test_dead_frac_counts_units_dead_for_the_whole_batch(monkeypatch):
 
 
 def test_saturated_frac_by_hand(monkeypatch):
-    """Bias +50 on k sigmoid units: σ'(z) ≈ e^-50 < 1 % of 1/4 on every sample."""
-    width, k, batch = 40, 7, 16
+    """Bias +50 on k sigmoid units: σ'(z) ≈ e^-50 < 1 % of sup σ' = 1/4 on every sample;
+    bias 5.3 on m more: σ' ≈ 0.005, above 1 % of 1/4 (not saturated, though below 0.01)."""
+    width, k, m, batch = 40, 7, 5, 16
     real = mlp.init_weights
 
     def saturate(widths, init, rng, *a, **kw):
         ws, bs = real(widths, init, rng, *a, **kw)
         ws[0] *= 1e-3  # the other units sit near z = 0, where σ' = 1/4
         bs[0][:k] = 50.0
+        bs[0][k:k + m] = 5.3
         return ws, bs
 
     monkeypatch.setattr(G.mlp, "init_weights", saturate)
