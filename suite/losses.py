@@ -39,10 +39,6 @@ def _log_softmax(x: Any, backend: str) -> Any:
     return activations.get("log_softmax", backend=backend, dim=-1).forward(x)
 
 
-def _softmax(x: Any, backend: str) -> Any:
-    return activations.get("softmax", backend=backend, dim=-1).forward(x)
-
-
 def _reduce(xp: Any, per: Any, reduction: str, count: Any = None) -> Any:
     if reduction == "none":
         return per

@@ -19,6 +19,10 @@ import torch
 from suite import activations, losses, optim
 from suite.sweep import set_threads, thread_counts
 
+# a body whose check fails never reaches benchmark(): the failure is the report, not the
+# plugin's "fixture was not used" warning
+pytestmark = pytest.mark.filterwarnings("ignore:Benchmark fixture was not used")
+
 SIZES = [1_000, 100_000, 1_000_000]
 MANY = [(int(a), int(b)) for a, b in np.random.default_rng(0).integers(1, 64, (300, 2))]
 HYPER = {"sgd": {"lr": 1e-3, "momentum": 0.9}, "adagrad": {}, "rmsprop": {},
@@ -40,7 +44,8 @@ def _np64(a):
 def _check_step(name, before, grads, after, reference):
     """One step from float32 ``before`` with ``grads`` gave ``after``; ``reference`` is
     "torch" (torch.optim's for-loop step) or "numpy" (gradsuite's reference in float64).
-    Agreement within a few float32 ulps of the parameters, and the step moved them."""
+    Agreement within a few float32 ulps of the larger of the parameter and its update (torch
+    rounds every intermediate to float32), and the step moved them."""
     if reference == "torch":
         tp = [torch.nn.Parameter(torch.from_numpy(b.astype(np.float32))) for b in before]
         for p, g in zip(tp, grads, strict=True):
@@ -52,8 +57,9 @@ def _check_step(name, before, grads, after, reference):
         ref = [b.astype(np.float64) for b in before]
         rule.step(ref, [g.astype(np.float64) for g in grads], rule.init(ref))
     for b, a, r in zip(before, after, ref, strict=True):
-        ulps = np.spacing(np.maximum(np.abs(r), np.abs(b)).astype(np.float32)).astype(np.float64)
-        assert np.all(np.abs(a - r) <= 4 * ulps), f"{name}: first step differs from {reference}"
+        scale = np.maximum(np.maximum(np.abs(r), np.abs(b)), np.abs(r - b))
+        ulps = np.spacing(scale.astype(np.float32)).astype(np.float64)
+        assert np.all(np.abs(a - r) <= 8 * ulps), f"{name}: first step differs from {reference}"
         assert np.any(a != b), f"{name}: the step did not move the parameters"
 
 

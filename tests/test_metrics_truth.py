@@ -319,3 +319,54 @@ def test_verdict_thresholds_are_one_decade():
         if first and last:
             assert s["R_z"].item() == pytest.approx(math.log10(first / last), rel=1e-14)
     assert G.VERDICT_DECADES == 1.0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_class_index_edges_soft_targets_and_dtypes(backend):
+    """Class 0 and C-1 next to ignored entries, probability targets that do not sum to 1
+    (torch allows them: the gradient is softmax · Σq - q), and float32 in, float32 out."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((5, 3))
+    idx = np.array([0, 2, -100, 0, 1])
+    soft = rng.uniform(0, 1, (5, 3))  # rows sum to anything
+    for name, t in (("cross_entropy", idx), ("nll", idx), ("cross_entropy", soft)):
+        loss = L.get(name, backend=backend)
+        tx = torch.from_numpy(x.copy()).requires_grad_(True)
+        tv = loss.torch_value(tx, torch.from_numpy(t), "mean")
+        tv.backward()
+        v = loss.value(_conv(backend, x), _conv(backend, t))
+        g = loss.grad(_conv(backend, x), _conv(backend, t))
+        np.testing.assert_allclose(np.asarray(v), tv.item(), rtol=1e-12, err_msg=name)
+        np.testing.assert_allclose(np.asarray(g), tx.grad.numpy(), rtol=1e-12, atol=1e-17,
+                                   err_msg=name)
+    for name, t in (("mse", x[::-1].copy()), ("cross_entropy", idx), ("kl_div", soft),
+                    ("binary_cross_entropy_with_logits", soft)):
+        loss = L.get(name, backend=backend)
+        x32 = _conv(backend, x.astype(np.float32))
+        t32 = _conv(backend, t if t.dtype.kind == "i" else t.astype(np.float32))
+        for red in ("mean", "none"):
+            assert np.asarray(loss.value(x32, t32, red)).dtype == np.float32, (name, red)
+            assert np.asarray(loss.grad(x32, t32, red)).dtype == np.float32, (name, red)
+
+
+def test_loss_error_messages_name_the_shapes():
+    ce = L.get("cross_entropy")
+    with pytest.raises(ValueError, match=r"target has shape \(3,\); expected \(2,\) for input "
+                                         r"of shape \(2, 5\)"):
+        ce.value(np.zeros((2, 5)), np.array([0, 1, 2]))
+    with pytest.raises(IndexError, match=r"Target 7 is out of bounds: expected class indices "
+                                         r"in \[0, 5\) or ignore_index=-100"):
+        ce.value(np.zeros((3, 5)), np.array([0, 7, 9]))
+    with pytest.raises(ValueError, match=r"probability target has shape \(2, 4\); expected "
+                                         r"\(2, 5\)"):
+        ce.value(np.zeros((2, 5)), np.full((2, 4), 0.25))
+    with pytest.raises(TypeError, match="nll target must hold integer class indices"):
+        L.get("nll").value(np.zeros((2, 5)), np.zeros(2))
+    with pytest.raises(ValueError, match=r"kl_div: target has shape \(2, 3\) but input has "
+                                         r"shape \(2, 4\)"):
+        L.get("kl_div").value(np.zeros((2, 4)), np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"label_smoothing=1.5; expected a value in \[0, 1\]"):
+        L.get("cross_entropy", label_smoothing=1.5)
+    with pytest.raises(TypeError, match=r"kl_div: unknown parameter\(s\) smoothing; valid: "
+                                        r"log_target"):
+        L.get("kl_div", smoothing=0.1)
