@@ -370,3 +370,19 @@ def test_loss_error_messages_name_the_shapes():
     with pytest.raises(TypeError, match=r"kl_div: unknown parameter\(s\) smoothing; valid: "
                                         r"log_target"):
         L.get("kl_div", smoothing=0.1)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bce_clamps_logs_at_minus_100_and_entropy_of_one_row(backend):
+    """torch clamps BCE's logs at -100: p = 0 with t = 1 costs exactly 100 (and p = 1, t = 0
+    too); entropy of a single distribution (1-D input) is a scalar."""
+    bce = L.get("binary_cross_entropy", backend=backend)
+    p, t = np.array([0.0, 1.0, 0.5]), np.array([1.0, 0.0, 1.0])
+    np.testing.assert_allclose(np.asarray(bce.value(_conv(backend, p), _conv(backend, t),
+                                                    "none")), [100.0, 100.0, math.log(2)],
+                               rtol=1e-15)
+    ent = L.get("entropy", backend=backend)
+    q = np.array([0.5, 0.25, 0.25])
+    v = np.asarray(ent.value(_conv(backend, q), None, "none"))
+    assert v.shape == ()
+    assert v == pytest.approx(1.5 * math.log(2), rel=1e-15)
