@@ -5,7 +5,6 @@ round-off scale (must pass): loosening a tolerance 100x, or computing it from th
 round-off, fails here, not silently in the field.
 """
 
-import numpy as np
 import pytest
 import torch
 
