@@ -1,12 +1,13 @@
 """Optimizer steps, activations: ours (numpy, numba, torch backend) next to torch's own.
 
-Threads: 1 for torch and Numba (``common.py`` sets the environment before anything imports
-them, and ``pin_threads`` pins them again in every ``setup``).
+Threads: 1 for torch and Numba (``pin_threads`` in every ``setup``), except where a benchmark
+has a ``threads`` parameter: "1" and "all" (every core; Numba's parallel steps split a large
+parameter across them).
 """
 
 import numpy as np
 
-from .common import need, pin_threads
+from .common import all_threads, need, pin_threads
 
 IMPLS = ["numba", "numpy", "torch-backend", "torch.optim-forloop", "torch.optim-foreach",
          "torch.optim-fused"]
@@ -81,6 +82,26 @@ class OptimizerStep:
         self.fn()
 
 
+class OptimizerStepThreads:
+    """One step on one 2**22-element float32 tensor (16 MiB per array, beyond the caches) at one
+    thread and at every core, ours (Numba) next to torch.optim's foreach and fused steps."""
+
+    params = (list(HYPER), ["1", "all"], ["numba", "torch.optim-foreach", "torch.optim-fused"])
+    param_names = ["optimizer", "threads", "implementation"]
+    rounds = 1
+    repeat = (3, 15, 1.0)
+
+    def setup(self, name, threads, impl):
+        n = 1 if threads == "1" else all_threads()
+        if threads == "all" and n == 1:
+            raise NotImplementedError("one core only: 'all' would repeat '1'")
+        pin_threads(n)
+        self.fn = _step(name, impl, [(1 << 22,)])
+
+    def time_step(self, name, threads, impl):
+        self.fn()
+
+
 class StepMemory:
     """Memory of a step on 2**23 float32 elements (32 MiB per array), large enough that a
     temporary the size of the parameter stands out of the interpreter's own ~300-430 MB.
@@ -131,7 +152,8 @@ class Activations:
     """forward(x) then backward(x, dy) of our backends; ``numba-fused`` is forward_backward;
     ``torch`` is torch's function with autograd's backward (it reuses the saved output)."""
 
-    params = (["sigmoid", "tanh", "relu", "gelu", "softmax"],
+    params = (["sigmoid", "tanh", "relu", "leaky_relu", "elu", "selu", "softplus", "gelu",
+               "silu", "softmax", "log_softmax"],
               ["numpy", "numba", "numba-fused", "torch-backend", "torch"])
     param_names = ["activation", "backend"]
     rounds = 1
@@ -140,6 +162,10 @@ class Activations:
     def setup(self, name, backend):
         pin_threads()
         acts = need("suite.activations", "get")
+        try:
+            acts.get(name)
+        except (KeyError, ValueError) as exc:
+            raise NotImplementedError(f"{name} not available at this commit") from exc
         x = np.random.default_rng(0).standard_normal((1000, 1000)).astype(np.float32)
         if backend == "torch":
             import torch

@@ -21,6 +21,20 @@ it, in units of the parameter's size (``temporaries``: 0 for a fused loop, 1 per
 temporary array; measured from the kernel's peak-RSS counter after the timings, see
 :func:`peak_extra_bytes`). Timings are medians of ``repeats`` after a warm-up; the thread counts
 are set and recorded.
+
+The ceiling is measured *paired* with each optimizer: a streaming kernel with the step's own
+access pattern (the gradient read, the parameter and every state array read and written in
+place, one multiply-add per array: :func:`ceiling_kernel`) is timed interleaved with that
+optimizer's implementations, round by round, at the same thread count, and every time is the
+best of ``repeats`` rounds (``spread``: the median round's distance from the best one), on
+the calling thread's CPU clock at one thread (time spent waiting for a core on a shared
+machine is left out) and on the wall clock at more (``clock`` column). The
+ceiling is timed again right before each implementation in every round, and
+``fraction_of_ceiling`` is the median over rounds of the ratio of those two adjacent times
+(``fraction_spread``: half the interquartile range of the ratios, relative): adjacent calls see
+the same load on a shared machine, so the fraction stays at or below 1 within that spread.
+``threads`` may be a list: the measurement is repeated at each count (a thread sweep), and every
+row records the count asked for and the counts torch and Numba report.
 """
 
 from __future__ import annotations
@@ -34,6 +48,8 @@ import pandas as pd
 from numba import njit, prange
 
 from suite import optim
+from suite.optim.numba_kernels import _JIT as K_JIT
+from suite.optim.numba_kernels import parallel as K_parallel
 from suite.sweep import set_threads, thread_counts
 
 #: arrays read and written per element by one step (beyond p and g), by configuration
@@ -63,6 +79,143 @@ def _triad(a, b, c, s):  # pragma: no cover - compiled
 def _update(a, b, s):  # pragma: no cover - compiled
     for i in prange(a.size):
         a[i] = a[i] + s * b[i]
+
+
+# The ceiling's kernels are written like the optimizer kernels (serial elementwise loops, the
+# same compile options) and run through the same ``parallel`` driver: the same chunks on the
+# same threads, so that the reference and the step differ only in their arithmetic.
+@njit(**K_JIT)
+def _ceiling1(g, a, s):  # pragma: no cover - compiled
+    for i in range(g.size):
+        gi = g[i]
+        a[i] = a[i] + s * gi
+
+
+@njit(**K_JIT)
+def _ceiling2(g, a, b, s):  # pragma: no cover - compiled
+    for i in range(g.size):
+        gi = g[i]
+        ai = a[i]
+        bi = b[i]
+        a[i] = ai + s * gi
+        b[i] = bi + s * gi
+
+
+@njit(**K_JIT)
+def _ceiling3(g, a, b, c, s):  # pragma: no cover - compiled
+    for i in range(g.size):
+        gi = g[i]
+        ai = a[i]
+        bi = b[i]
+        ci = c[i]
+        a[i] = ai + s * gi
+        b[i] = bi + s * gi
+        c[i] = ci + s * gi
+
+
+@njit(**K_JIT)
+def _ceiling4(g, a, b, c, d, s):  # pragma: no cover - compiled
+    for i in range(g.size):
+        gi = g[i]
+        ai = a[i]
+        bi = b[i]
+        ci = c[i]
+        di = d[i]
+        a[i] = ai + s * gi
+        b[i] = bi + s * gi
+        c[i] = ci + s * gi
+        d[i] = di + s * gi
+
+
+_CEILINGS = {k: K_parallel(f) for k, f in
+             {1: _ceiling1, 2: _ceiling2, 3: _ceiling3, 4: _ceiling4}.items()}
+
+
+def ceiling_kernel(n_rw: int, size: int, dtype: str = "float32") -> Callable[[], Any]:
+    """A streaming step over ``size`` elements: one array read, ``n_rw`` arrays read and
+    written in place (1 to 4), on Numba's current threads. It moves the bytes of an optimizer
+    step whose parameter and ``n_rw - 1`` state arrays are updated, with none of its arithmetic.
+    """
+    if n_rw not in _CEILINGS:
+        raise ValueError(f"n_rw must be 1 to 4 (the parameter plus up to three state arrays), "
+                         f"got {n_rw}")
+    g = np.ones(size, dtype=dtype)
+    arrays = [np.ones(size, dtype=dtype) for _ in range(n_rw)]
+    s = np.dtype(dtype).type(1e-30)
+    fn = _CEILINGS[n_rw]
+    return lambda: fn(g, *arrays, s)
+
+
+#: clocks for :func:`paired_times`: wall time, or the calling thread's CPU time, which leaves
+#: out the time the thread waits for a core on a machine with more runnable threads than cores
+#: (valid only where all the work runs on the calling thread: one thread for torch and Numba)
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.thread_time}
+
+
+def _inner(fn: Callable[[], Any], min_time: float) -> int:
+    fn()
+    t0 = time.perf_counter()
+    fn()
+    return max(1, int(min_time / max(time.perf_counter() - t0, 1e-9)))
+
+
+def _timed(fn: Callable[[], Any], inner: int, clock: Callable[[], float]) -> float:
+    t0 = clock()
+    for _ in range(inner):
+        fn()
+    return (clock() - t0) / inner
+
+
+def clock_for(threads: int) -> str:
+    """"cpu" for one thread (robust to a shared machine), "wall" otherwise."""
+    return "cpu" if threads == 1 else "wall"
+
+
+def paired_times(fns: dict[str, Callable[[], Any]], repeats: int = 7, min_time: float = 0.02,
+                 reference: str | None = None, clock: str = "wall"
+                 ) -> tuple[dict[str, float], dict[str, float]]:
+    """Best seconds per call of each function, measured interleaved, and each one's spread.
+
+    Each function is warmed up and given an inner loop of about ``min_time``; then ``repeats``
+    rounds time every function once in turn, so that all of them see the same state of a
+    shared machine. Returns ``(best, spread)``: the minimum over rounds and
+    ``median / minimum - 1``.
+
+    With ``reference`` (a key of ``fns``), the reference is timed again right before every
+    other function in each round, and ``best[f"{k}/{reference}"]`` is the median over rounds of
+    the ratio of ``k``'s time to the reference's time just before it (``spread`` of that key:
+    half the interquartile range of the ratios, relative to their median). Adjacent calls see
+    the same load, so the ratio holds on a busy machine where the two best times need not come
+    from equally quiet moments. ``clock``: a key of :data:`CLOCKS`.
+    """
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {list(CLOCKS)}, got {clock!r}")
+    now = CLOCKS[clock]
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    if reference is not None and reference not in fns:
+        raise ValueError(f"reference {reference!r} is not one of {list(fns)}")
+    inner = {k: _inner(fn, min_time) for k, fn in fns.items()}
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    ratios: dict[str, list[float]] = {k: [] for k in fns if k != reference}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            if reference is not None and k != reference:
+                t_ref = _timed(fns[reference], inner[reference], now)
+                samples[reference].append(t_ref)
+                t = _timed(fn, inner[k], now)
+                ratios[k].append(t / t_ref)
+            else:
+                t = _timed(fn, inner[k], now)
+            samples[k].append(t)
+    best = {k: float(np.min(v)) for k, v in samples.items()}
+    spread = {k: float(np.median(v) / np.min(v) - 1) for k, v in samples.items()}
+    if reference is not None:
+        for k, r in ratios.items():
+            q1, med, q3 = np.percentile(r, [25, 50, 75])
+            best[f"{k}/{reference}"] = float(med)
+            spread[f"{k}/{reference}"] = float((q3 - q1) / 2 / med)
+    return best, spread
 
 
 def _median_time(fn: Callable[[], Any], repeats: int, min_time: float = 0.02) -> float:
@@ -107,12 +260,15 @@ def peak_extra_bytes(fn: Callable[[], Any]) -> float:
     glibc is first told to serve every block of 64 KiB or more with a fresh ``mmap`` (fixed
     ``M_MMAP_THRESHOLD``): otherwise a temporary freed by an earlier step is recycled from the
     heap without touching new pages and would go unseen. That setting stays for the rest of
-    the process (glibc offers no way back), so call this after any timing.
+    the process (glibc offers no way back), so call this after any timing. Free heap blocks
+    are handed back (``malloc_trim``) before the measurement, so that a temporary reusing one
+    is counted as well.
     """
     import ctypes
 
     try:
-        ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, 1 << 16)
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 1 << 16)
 
         def status(key: str) -> int:
             with open("/proc/self/status") as f:
@@ -122,6 +278,11 @@ def peak_extra_bytes(fn: Callable[[], Any]) -> float:
             raise OSError(key)
 
         fn()  # state created lazily on a first step is not a temporary
+        # Blocks freed earlier (by the warm-up step or anything before) stay in the heap and
+        # resident, and a temporary that reuses one touches no new page: give their pages
+        # back first (without this, NumPy's two temporaries read 0 at 4.2M float32 elements,
+        # where glibc's dynamic mmap threshold had put them in the heap, and 2 at 8.4M).
+        libc.malloc_trim(0)
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
         before = status("VmRSS:")
@@ -160,12 +321,28 @@ def _step_fns(name: str, size: int, dtype: str) -> dict[str, Callable[[], Any]]:
     return fns
 
 
-def roofline(size: int = 1 << 23, threads: int = 1, dtype: str = "float32",
+def _config(hyper: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in hyper.items())
+
+
+def roofline(size: int = 1 << 23, threads: int | Sequence[int] = 1, dtype: str = "float32",
              optimizers: Sequence[str] = tuple(BENCH_HYPER), repeats: int = 7,
              progress: bool = False) -> pd.DataFrame:
-    """The roofline table (see the module docstring); ``threads`` for torch and Numba."""
-    got = set_threads(threads)
-    bw = triad_bandwidth(size, dtype, repeats)
+    """The roofline table (see the module docstring), one block of rows per thread count.
+
+    ``threads``: one count or a list (a sweep), for torch and Numba alike. Numba can use no more
+    threads than ``NUMBA_NUM_THREADS`` allowed at start-up; asking for more is an error.
+    """
+    counts = [threads] if isinstance(threads, int) else list(threads)
+    if not counts or any(not isinstance(t, int) or t < 1 for t in counts):
+        raise ValueError(f"threads must be positive integers, got {threads!r}")
+    import numba
+
+    cap = numba.config.NUMBA_NUM_THREADS
+    if max(counts) > cap:
+        raise ValueError(f"threads={max(counts)} asked for, but Numba was started with "
+                         f"NUMBA_NUM_THREADS={cap}; set NUMBA_NUM_THREADS={max(counts)} (or "
+                         f"more) in the environment before Python starts")
     rows = []
     it: Any = optimizers
     if progress:
@@ -173,27 +350,239 @@ def roofline(size: int = 1 << 23, threads: int = 1, dtype: str = "float32",
 
         it = tqdm(optimizers, desc="roofline", unit="optimizer")
     itemsize = np.dtype(dtype).itemsize
-    steps = {}
     for name in it:
-        nbytes = bytes_per_element(name, BENCH_HYPER[name], itemsize) * size
+        hyper = BENCH_HYPER[name]
+        bpe = bytes_per_element(name, hyper, itemsize)
+        nbytes = bpe * size
+        n_rw = (bpe // itemsize - 1) // 2
         fns = _step_fns(name, size, dtype)
-        steps[name] = fns
-        times = {impl: _median_time(fn, repeats) for impl, fn in fns.items()}
-        best_torch = min(t for k, t in times.items() if k.startswith("torch.optim"))
-        for impl, t in times.items():
-            rows.append({"optimizer": name, "implementation": impl, "dtype": dtype,
-                         "size": size, "seconds": t, "bytes": nbytes,
-                         "GB_per_s": nbytes / t / 1e9, "triad_GB_per_s": bw["triad"] / 1e9,
-                         "triad_stream_GB_per_s": bw["triad_stream"] / 1e9,
-                         "update_GB_per_s": bw["update"] / 1e9,
-                         "fraction_of_triad": nbytes / t / bw["triad"],
-                         "speedup_vs_best_torch": best_torch / t, **got})
-    after = thread_counts()
-    if any(after.get(k) != v for k, v in got.items()):
-        raise RuntimeError(f"thread counts changed during the measurement: set {got}, "
-                           f"now {after}; the timings are not for {threads} thread(s)")
+        refs = {"ceiling": ceiling_kernel(n_rw, size, dtype)}
+        for t in counts:
+            got = set_threads(t)
+            bw = triad_bandwidth(size, dtype, 3)
+            best, spread = paired_times({**refs, **fns}, repeats, reference="ceiling",
+                                        clock=clock_for(t))
+            after = thread_counts()
+            if after != got:
+                raise RuntimeError(f"thread counts changed during the measurement: set {got}, "
+                                   f"now {after}; the timings are not for {t} thread(s)")
+            ceiling = nbytes / best["ceiling"]
+            best_torch = min(v for k, v in best.items() if k.startswith("torch.optim"))
+            for impl in fns:
+                tm = best[impl]
+                rows.append({"optimizer": name, "config": _config(hyper),
+                             "implementation": impl, "dtype": dtype, "size": size,
+                             "threads": t, "clock": clock_for(t), "seconds": tm,
+                             "spread": spread[impl],
+                             "bytes": nbytes, "GB_per_s": nbytes / tm / 1e9,
+                             "ceiling_GB_per_s": ceiling / 1e9,
+                             "ceiling_spread": spread["ceiling"],
+                             # median of per-round ratios to the ceiling timed just before
+                             "fraction_of_ceiling": 1 / best[f"{impl}/ceiling"],
+                             "fraction_spread": spread[f"{impl}/ceiling"],
+                             "triad_GB_per_s": bw["triad"] / 1e9,
+                             "triad_stream_GB_per_s": bw["triad_stream"] / 1e9,
+                             "update_GB_per_s": bw["update"] / 1e9,
+                             "fraction_of_triad": nbytes / tm / bw["triad"],
+                             "speedup_vs_best_torch": best_torch / tm, **got})
+        del fns, refs
     frame = pd.DataFrame(rows)
     # memory last: peak_extra_bytes changes the allocator's policy for the rest of the process
-    frame["temporaries"] = [peak_extra_bytes(steps[r.optimizer][r.implementation])
-                            / (size * itemsize) for r in frame.itertuples()]
+    temps = {}
+    for name in optimizers:
+        fns = _step_fns(name, size, dtype)
+        for t in counts:
+            set_threads(t)
+            for impl, fn in fns.items():
+                temps[name, impl, t] = peak_extra_bytes(fn) / (size * itemsize)
+        del fns
+    frame["temporaries"] = [temps[r.optimizer, r.implementation, r.threads]
+                            for r in frame.itertuples()]
     return frame
+
+
+def compute_bound(optimizers: Sequence[str] = tuple(BENCH_HYPER), threads: int = 1,
+                  small: int = 1 << 18, large: int = 1 << 23, dtype: str = "float32",
+                  repeats: int = 7) -> pd.DataFrame:
+    """Which resource bounds each Numba step: its time per element with every array in cache
+    (``small`` elements: 1 MiB of float32 per array, in L2/L3) and from memory (``large``), next to the paired ceiling's time per
+    element from memory, all on ``threads`` threads (Numba's steps split in ``threads`` chunks
+    at both sizes), interleaved, best of ``repeats``.
+
+    ``bound`` is "compute" where the in-cache step alone takes at least 90 % of the memory
+    floor (the ceiling's time): then no memory system makes it reach the ceiling, and its
+    arithmetic (on x86, the divide/square-root unit) is the limit; "memory" otherwise;
+    "inconclusive" where the in-cache step per element took over 1.5x the step from memory (the
+    small measurement was dominated by waiting: for a core on a loaded machine, or for
+    threads to wake).
+    """
+    from suite.optim import numba_kernels as K
+
+    got = set_threads(threads)
+    if got["numba_threads"] != threads:
+        raise ValueError(f"threads={threads} asked for, but Numba runs {got['numba_threads']}")
+    itemsize = np.dtype(dtype).itemsize
+    rows = []
+    saved = K.CHUNKS
+    K.CHUNKS = threads
+    try:
+        for name in optimizers:
+            hyper = BENCH_HYPER[name]
+            bpe = bytes_per_element(name, hyper, itemsize)
+            fns = {}
+            for size in (small, large):
+                rule = optim.get(name, backend="numba", **hyper)
+                rng = np.random.default_rng(0)
+                p = [rng.standard_normal(size).astype(dtype)]
+                g = [(rng.standard_normal(size) * 1e-3).astype(dtype)]
+                st = rule.init(p)
+                rule.step(p, g, st)
+                # the backend function itself: Rule.step's input checks (~50 us) would count
+                # ~0.2 ns per element at 2**18 elements
+                fns[size] = (lambda f=K.RULES[name], p=p[0], g=g[0], st=st[0], h=rule.hyper:
+                             f(p, g, st, **h))
+            ceil = ceiling_kernel((bpe // itemsize - 1) // 2, large, dtype)
+            best, spread = paired_times({"ceiling": ceil, "small": fns[small],
+                                         "large": fns[large]}, repeats, reference="ceiling",
+                                        clock=clock_for(threads))
+            ns_small = best["small"] / small * 1e9
+            ns_large = best["large"] / large * 1e9
+            ns_floor = best["ceiling"] / large * 1e9
+            # paired ratios (each size against the ceiling timed just before it)
+            in_cache_over_floor = best["small/ceiling"] * large / small
+            fraction = 1 / best["large/ceiling"]
+            rows.append({"optimizer": name, "config": _config(hyper), "threads": threads,
+                         "clock": clock_for(threads), "ns_per_element_in_cache": ns_small,
+                         "ns_per_element_from_memory": ns_large,
+                         "ns_per_element_memory_floor": ns_floor,
+                         "fraction_of_ceiling": fraction,
+                         "in_cache_over_floor": in_cache_over_floor,
+                         "spread": max(spread["small/ceiling"], spread["large/ceiling"]),
+                         "bound": ("inconclusive" if ns_small > 1.5 * ns_large
+                                   else "compute" if in_cache_over_floor >= 0.9 else "memory"),
+                         **got})
+    finally:
+        K.CHUNKS = saved
+    return pd.DataFrame(rows)
+
+
+def activation_speed(names: Sequence[str] | None = None, size: int = 1_000_000,
+                     threads: int = 1, repeats: int = 9) -> pd.DataFrame:
+    """Forward + backward of each activation on ``size`` float32 elements: ours (``numba``:
+    forward then backward; ``numba-fused``: ``forward_backward``; ``numpy``) against torch's
+    function plus autograd's backward, in one process on ``threads`` threads.
+
+    Each implementation is timed right after torch in every round (:func:`paired_times`), and
+    ``speedup`` is the median over rounds of torch's time over ours (> 1: ours faster;
+    ``spread``: half its interquartile range, relative). softmax and log_softmax run on
+    rows of 1000.
+    """
+    import torch
+
+    from suite import activations
+
+    got = set_threads(threads)
+    rows = []
+    for name in names or activations.NAMES:
+        x = np.random.default_rng(0).standard_normal(size).astype(np.float32)
+        dy = np.ones(size, dtype=np.float32)
+        if name in ("softmax", "log_softmax"):
+            x, dy = x.reshape(-1, 1000), dy.reshape(-1, 1000)
+        tx = torch.from_numpy(x).requires_grad_(True)
+        tdy = torch.from_numpy(dy)
+        f_t = activations.get(name).torch_fn()
+
+        def torch_fb(tx: Any = tx, tdy: Any = tdy, f_t: Any = f_t) -> None:
+            tx.grad = None
+            f_t(tx).backward(tdy)
+
+        nb = activations.get(name, backend="numba")
+        npy = activations.get(name, backend="numpy")
+        fns = {"torch": torch_fb,
+               "numba": lambda a=nb, x=x, dy=dy: (a.forward(x), a.backward(x, dy)),
+               "numba-fused": lambda a=nb, x=x, dy=dy: a.forward_backward(x, dy),
+               "numpy": lambda a=npy, x=x, dy=dy: (a.forward(x), a.backward(x, dy))}
+        best, spread = paired_times(fns, repeats, reference="torch", clock=clock_for(threads))
+        rows.extend({"activation": name, "implementation": impl, "size": size,
+                     "threads": threads, "clock": clock_for(threads), "seconds": best[impl],
+                     "torch_seconds": best["torch"],
+                     "speedup": 1 / best[f"{impl}/torch"], "spread": spread[f"{impl}/torch"],
+                     **got}
+                    for impl in ("numba", "numba-fused", "numpy"))
+    return pd.DataFrame(rows)
+
+
+def sweep_threads() -> list[int]:
+    """1 .. the cores this process may use, capped by the threads Numba was started with."""
+    import os
+
+    import numba
+
+    return list(range(1, min(len(os.sched_getaffinity(0)),
+                             numba.config.NUMBA_NUM_THREADS) + 1))
+
+
+def parallel_threshold(sizes: Sequence[int] = tuple(1 << k for k in range(10, 23, 2)),
+                       optimizers: Sequence[str] = ("sgd", "adam"), dtype: str = "float32",
+                       repeats: int = 7) -> pd.DataFrame:
+    """Serial against chunked Numba steps per size, on all of Numba's threads: where the
+    chunked step starts to win is :data:`suite.optim.numba_kernels.PARALLEL_MIN_SIZE`.
+
+    Times the kernels directly (``rule.step`` would choose by itself), interleaved, best of
+    ``repeats``; ``speedup`` is serial time over chunked time.
+    """
+    import numba
+
+    from suite.optim import numba_kernels as K
+
+    threads = numba.get_num_threads()
+    rows = []
+    for name in optimizers:
+        for size in sizes:
+            rule = optim.get(name, backend="numba", **BENCH_HYPER[name])
+            rng = np.random.default_rng(0)
+            p = [rng.standard_normal(size).astype(dtype)]
+            g = [(rng.standard_normal(size) * 1e-3).astype(dtype)]
+            st = rule.init(p)
+            rule.step(p, g, st)
+            calls = {}
+            for mode in ("serial", "chunked"):
+                chunks = 1 if mode == "serial" else threads
+
+                def fn(chunks: int = chunks, rule: Any = rule, p: Any = p, g: Any = g,
+                       st: Any = st) -> None:
+                    saved = K.PARALLEL_MIN_SIZE
+                    K.PARALLEL_MIN_SIZE = 0 if chunks > 1 else 1 << 62
+                    try:
+                        rule.step(p, g, st)
+                    finally:
+                        K.PARALLEL_MIN_SIZE = saved
+                calls[mode] = fn
+            best, _ = paired_times(calls, repeats, min_time=0.005)
+            rows.append({"optimizer": name, "size": size, "threads": threads,
+                         "serial_s": best["serial"], "chunked_s": best["chunked"],
+                         "speedup": best["serial"] / best["chunked"]})
+    return pd.DataFrame(rows)
+
+
+def speedups(bench: pd.DataFrame, ours: Sequence[str] = ("numba", "numba-fused"),
+             stat: str = "median") -> pd.DataFrame:
+    """Per pytest-benchmark group (one operation at one size and thread count): each of
+    ``ours``'s ``stat`` time and the ratio of every other implementation's time to it (> 1:
+    ours is faster). ``bench`` is :func:`suite.report.load.read_benchmark_json`'s frame of a run
+    whose benchmarks record ``extra_info["impl"]`` (``tests/test_benchmarks.py``)."""
+    if "extra_impl" not in bench:
+        raise ValueError("the benchmarks carry no extra_info['impl']: run tests/test_benchmarks.py "
+                         "of this version with --benchmark-json")
+    t = bench.pivot_table(index="group", columns="extra_impl", values=stat, aggfunc="first")
+    rows = []
+    for group, r in t.iterrows():
+        for o in ours:
+            if o not in r or not np.isfinite(r[o]):
+                continue
+            row: dict[str, Any] = {"group": group, "ours": o, f"{stat}_ms": r[o] * 1e3}
+            for other in t.columns:
+                if other not in ours and np.isfinite(r[other]):
+                    row[f"vs {other}"] = r[other] / r[o]
+            rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,7 +1,8 @@
 """The ``gradsuite`` command (also ``python -m suite``).
 
 Subcommands: ``run`` (the main job: every study, written to reports/), ``check-references``
-(our rules against torch.optim), ``check`` (a user's optimizer against a reference), ``list``.
+(our rules against torch.optim), ``check`` (a user's optimizer against a reference),
+``check-activation`` (a user's activation against the exact values), ``list``.
 Exit codes: 0 success, 1 a check failed, 2 bad usage or input.
 """
 
@@ -120,26 +121,133 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if result.passed else 1
 
 
+def cmd_check_activation(args: argparse.Namespace) -> int:
+    import json
+
+    from suite import activations
+    from suite.conformance import check_activation
+    from suite.subjects import add_cwd_to_path, load_object
+    from suite.sweep import set_threads
+
+    set_threads(1)
+    if args.reference not in activations.ELEMENTWISE:
+        print(f"error: --reference {args.reference!r}; expected one of "
+              f"{', '.join(activations.ELEMENTWISE)}", file=sys.stderr)
+        return 2
+    params = {}
+    if args.params:
+        try:
+            params = json.loads(args.params)
+        except ValueError:
+            params = None
+        if not isinstance(params, dict):
+            print(f"error: --params must be a JSON object, got {args.params!r}",
+                  file=sys.stderr)
+            return 2
+    add_cwd_to_path()
+    try:
+        fn = load_object(args.activation)
+    except (ImportError, AttributeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        result = check_activation(fn, reference=args.reference, dtypes=args.dtypes,
+                                  device=args.device, points=args.points, **params)
+    except (TypeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(result)
+    cols = ["config", "dtype", "region", "quantity", "passed", "max_ulp", "worst_x",
+            "allowed_ulp", "torch_max_ulp"]
+    print()
+    _print_frame(result.frame[[c for c in cols if c in result.frame]])
+    return 0 if result.passed else 1
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
+    import os
+
     from suite import bench
 
-    frame = bench.roofline(size=args.size, threads=args.threads, dtype=args.dtype,
+    threads = list(args.threads)
+    if args.thread_sweep:
+        threads = list(range(1, len(os.sched_getaffinity(0)) + 1))
+    frame = bench.roofline(size=args.size, threads=threads, dtype=args.dtype,
                            optimizers=args.optimizers, repeats=args.repeats,
                            progress=not args.no_progress)
-    cols = ["optimizer", "implementation", "seconds", "bytes", "GB_per_s", "fraction_of_triad",
+    cols = ["optimizer", "config", "implementation", "threads", "seconds", "spread", "GB_per_s",
+            "fraction_of_ceiling", "fraction_spread", "fraction_of_triad",
             "speedup_vs_best_torch", "temporaries"]
-    r0 = frame.iloc[0]
-    print(f"triad bandwidth: {r0['triad_GB_per_s']:.2f} GB/s counting the write-allocate read "
-          f"(STREAM's count: {r0['triad_stream_GB_per_s']:.2f}); in-place update "
-          f"{r0['update_GB_per_s']:.2f} GB/s")
-    print(f"threads: torch "
-          f"{frame['torch_threads'].iloc[0]}, numba {frame.get('numba_threads', [None])[0]}; "
-          f"{args.size:,} {args.dtype} elements per step")
-    _print_frame(frame[cols])
+    print(f"{args.size:,} {args.dtype} elements per step; best of {args.repeats} interleaved "
+          "rounds; spread = median / best - 1; fraction_of_ceiling = median over rounds of "
+          "(ceiling "
+          "time / step time), each step timed right after the ceiling; fraction_spread = half "
+          "its interquartile range")
+    for t, block in frame.groupby("threads", sort=True):
+        r0 = block.iloc[0]
+        print(f"\nthreads {t} (torch {r0['torch_threads']}, numba {r0['numba_threads']}): triad "
+              f"{r0['triad_GB_per_s']:.2f} GB/s counting the write-allocate read (STREAM's "
+              f"count: {r0['triad_stream_GB_per_s']:.2f}); in-place update "
+              f"{r0['update_GB_per_s']:.2f} GB/s")
+        ceil = block.groupby("optimizer", sort=False)[["ceiling_GB_per_s", "ceiling_spread"]]
+        print("ceiling (the step's own arrays, streamed in place, paired with its steps): "
+              + "; ".join(f"{o} {c.iloc[0, 0]:.2f} GB/s ±{100 * c.iloc[0, 1]:.0f} %"
+                          for o, c in ceil))
+        _print_frame(block[cols])
+    if args.bound:
+        print("\nwhat bounds each Numba step: ns per element in cache vs from memory vs the "
+              "ceiling's (memory floor)")
+        bound = pd.concat([bench.compute_bound(args.optimizers, t, large=args.size,
+                                               dtype=args.dtype, repeats=args.repeats)
+                           for t in threads], ignore_index=True)
+        _print_frame(bound)
     if args.out:
         from suite.report.load import write_frame
 
         print(f"wrote {write_frame(frame, args.out)}")
+    return 0
+
+
+def cmd_bench_activations(args: argparse.Namespace) -> int:
+    from suite import bench
+
+    frames = [bench.activation_speed(args.activations or None, args.size, t, args.repeats)
+              for t in args.threads]
+    frame = pd.concat(frames, ignore_index=True)
+    print(f"forward + backward, {args.size:,} float32 elements; speedup = torch's time / ours "
+          f"(> 1: ours faster), median over {args.repeats} rounds of adjacent timings; spread "
+          "= half its interquartile range")
+    wide = frame.pivot_table(index=["activation", "threads"], columns="implementation",
+                             values="speedup", sort=False)
+    wide["spread (fused)"] = frame[frame.implementation == "numba-fused"].set_index(
+        ["activation", "threads"])["spread"]
+    print(wide.reset_index().to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+    if args.out:
+        from suite.report.load import write_frame
+
+        print(f"wrote {write_frame(frame, args.out)}")
+    return 0
+
+
+def cmd_bench_ratios(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from suite import bench
+    from suite.report.load import read_benchmark_json
+
+    frame = bench.speedups(read_benchmark_json(Path(args.json)), stat=args.stat)
+    if args.groups:
+        frame = frame[frame["group"].str.contains(args.groups, regex=True)]
+    print(f"{args.stat} time of ours and each other implementation's time / ours "
+          f"(> 1: ours faster), from {args.json}")
+    if args.markdown:
+        cells = frame.map(lambda x: f"{x:.2f}" if isinstance(x, float) else str(x))
+        print("| " + " | ".join(frame.columns) + " |")
+        print("|" + "---|" * len(frame.columns))
+        for row in cells.itertuples(index=False):
+            print("| " + " | ".join(row).replace("nan", "-") + " |")
+    else:
+        print(frame.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
     return 0
 
 
@@ -164,7 +272,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="the roofline: optimizer steps vs streaming bandwidth")
     p.add_argument("--size", type=int, default=1 << 23, help="elements per step")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, nargs="+", default=[1],
+                   help="thread count(s) for torch and Numba, e.g. --threads 1 2 (Numba "
+                        "needs NUMBA_NUM_THREADS >= the largest)")
+    p.add_argument("--thread-sweep", action="store_true",
+                   help="measure at every thread count from 1 to the cores available")
+    p.add_argument("--bound", action="store_true",
+                   help="also time each Numba step in cache and from memory against the "
+                        "ceiling: compute- or memory-bound, per thread count")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--optimizers", type=_csv, default=["sgd", "adagrad", "rmsprop", "adam",
                                                         "adamw"])
@@ -173,6 +288,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_bench)
 
+    p = sub.add_parser("bench-activations",
+                       help="activations' forward + backward: ours vs torch, paired timings")
+    p.add_argument("--activations", type=_csv, default=[], help="comma-separated subset")
+    p.add_argument("--size", type=int, default=1_000_000)
+    p.add_argument("--threads", type=int, nargs="+", default=[1])
+    p.add_argument("--repeats", type=int, default=9)
+    p.add_argument("--out", help="write the frame here (.csv or .parquet)")
+    p.set_defaults(func=cmd_bench_activations)
+
+    p = sub.add_parser("bench-ratios",
+                       help="speed ratios (others / ours) from a pytest-benchmark JSON file")
+    p.add_argument("json", help="pytest-benchmark --benchmark-json output")
+    p.add_argument("--stat", default="median", choices=["median", "min", "mean"])
+    p.add_argument("--groups", help="regular expression the group must contain")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    p.set_defaults(func=cmd_bench_ratios)
+
     p = sub.add_parser("check", help="check an optimizer (module:Class) against a reference")
     p.add_argument("optimizer", help="import path, e.g. mypackage.optim:MyAdam")
     p.add_argument("--reference", required=True, help="sgd, adagrad, rmsprop, adam or adamw")
@@ -180,6 +312,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtypes", type=_csv, default=["float64", "float32"])
     p.add_argument("--configs", help="JSON list of hyperparameter dicts to check instead")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("check-activation",
+                       help="check an activation (module:fn) against the exact values")
+    p.add_argument("activation", help="import path of a torch function, nn.Module class or "
+                   "autograd.Function, e.g. mypackage.act:my_gelu (the current directory is "
+                   "importable)")
+    p.add_argument("--reference", required=True,
+                   help="the built-in activation it implements: sigmoid, tanh, relu, "
+                   "leaky_relu, elu, selu, softplus, gelu or silu")
+    p.add_argument("--params", help='JSON object of parameters to check with instead of the '
+                   'default set, e.g. \'{"approximate": "tanh"}\'')
+    p.add_argument("--dtypes", type=_csv, default=["float64", "float32"],
+                   help="comma-separated dtypes to check (default float64,float32)")
+    p.add_argument("--device", default="cpu", help="torch device to run on (default cpu)")
+    p.add_argument("--points", type=int, default=120,
+                   help="density of the input grid (default 120 per segment)")
+    p.set_defaults(func=cmd_check_activation)
 
     from suite import runjob
 

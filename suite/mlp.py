@@ -109,15 +109,17 @@ def run(net: MLP, x: np.ndarray, target: Any, loss: str = "mse", reduction: str 
 
 
 def torch_gradients(net: MLP, x: np.ndarray, target: Any, loss: str = "mse",
-                    reduction: str = "mean", dtype: Any = None, **loss_params: Any) -> Pass:
-    """The same pass with torch autograd on the same weights (float64 unless ``dtype``)."""
+                    reduction: str = "mean", dtype: Any = None, activation_fn: Any = None,
+                    **loss_params: Any) -> Pass:
+    """The same pass with torch autograd on the same weights (float64 unless ``dtype``);
+    ``activation_fn`` (a callable on tensors) replaces the net's activation if given."""
     import torch
 
     dt = dtype or torch.float64
     ws = [torch.tensor(w, dtype=dt, requires_grad=True) for w in net.weights]
     bs = [torch.tensor(b, dtype=dt, requires_grad=True) for b in net.biases]
     h = torch.tensor(x, dtype=dt)
-    fn = net.act.torch_fn()
+    fn = activation_fn if activation_fn is not None else net.act.torch_fn()
     zs, hs = [], [h]
     for i, (w, b) in enumerate(zip(ws, bs, strict=True)):
         z = hs[-1] @ w.T + b

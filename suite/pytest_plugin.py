@@ -8,6 +8,12 @@ Registered automatically when gradsuite is installed::
 The fixture runs :func:`suite.conformance.check_optimizer` with the same keywords and, if the
 optimizer disagrees with the reference, fails the test with the verdict: for each failing
 configuration, the probe, dtype, first diverging step, quantity, error and values.
+
+``activation_conformance`` does the same for an activation (a torch callable, an ``nn.Module``,
+an ``autograd.Function`` or a NumPy ``(forward, backward)`` pair)::
+
+    def test_my_gelu(activation_conformance):
+        activation_conformance(my_gelu, reference="gelu")
 """
 
 from __future__ import annotations
@@ -26,6 +32,22 @@ def optimizer_conformance() -> Callable[..., Any]:
 
     def check(optimizer: Any, reference: str, **kwargs: Any) -> Any:
         result = check_optimizer(optimizer, reference=reference, **kwargs)
+        if not result.passed:
+            pytest.fail(str(result), pytrace=False)
+        return result
+
+    return check
+
+
+@pytest.fixture
+def activation_conformance() -> Callable[..., Any]:
+    """Call with ``(fn, reference, **check_activation_keywords)``; fails the test with the
+    diagnosis when ``fn`` is off the exact values by more than torch's own error allows, and
+    returns the :class:`~suite.conformance.ActivationResult` otherwise."""
+    from suite.conformance import check_activation
+
+    def check(fn: Any, reference: str, **kwargs: Any) -> Any:
+        result = check_activation(fn, reference=reference, **kwargs)
         if not result.passed:
             pytest.fail(str(result), pytrace=False)
         return result

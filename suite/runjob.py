@@ -120,16 +120,32 @@ def _part_speed(args: argparse.Namespace) -> dict[str, pd.DataFrame]:
     from suite import bench
 
     size = {"quick": 1 << 20, "default": 1 << 22, "full": 1 << 24}[args.size]
-    return {"roofline": bench.roofline(size=size, threads=1, optimizers=args.optimizers,
-                                       progress=True)}
+    return {"roofline": bench.roofline(size=size, threads=bench.sweep_threads(),
+                                       optimizers=args.optimizers, progress=True)}
+
+
+def _part_training(args: argparse.Namespace) -> dict[str, pd.DataFrame]:
+    from suite.studies import training
+
+    return training.part(args)
 
 
 PARTS: dict[str, PartFn] = {"crossval": _part_crossval, "convergence": _part_convergence,
-                            "gradstats": _part_gradstats, "speed": _part_speed}
+                            "gradstats": _part_gradstats, "training": _part_training,
+                            "speed": _part_speed}
 
 
 def register(name: str, fn: PartFn) -> None:
     PARTS[name] = fn
+
+
+def _part_accuracy(args: argparse.Namespace) -> dict[str, pd.DataFrame]:
+    from suite.activations import accuracy
+
+    return accuracy.run_part(args.size)
+
+
+register("accuracy", _part_accuracy)  # activations' ulp errors against mpmath
 
 
 def _git_commit() -> str:
@@ -185,10 +201,12 @@ def new_run_dir(root: Path) -> Path:
 def cmd_run(args: argparse.Namespace) -> int:
     from suite import problems
     from suite.optim import OPTIMIZERS
+    from suite.tasks import TASKS
 
     for what, given, valid in (("part", args.parts, list(PARTS)),
                                ("optimizer", args.optimizers, list(OPTIMIZERS)),
-                               ("problem", args.problems, list(problems.NAMES))):
+                               ("problem", args.problems, list(problems.NAMES)),
+                               ("task", getattr(args, "tasks", None) or [], list(TASKS))):
         unknown = [p for p in given if p not in valid]
         if unknown:
             print(f"unknown {what}(s) {', '.join(unknown)}; expected some of "
@@ -285,6 +303,8 @@ def add_parsers(sub: Any) -> None:
                    default=["himmelblau", "rosenbrock", "beale", "booth", "rastrigin", "ackley",
                             "goldstein_price", "styblinski_tang", "three_hump_camel"])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tasks", type=lambda s: [x for x in s.split(",") if x], default=None,
+                   help="training tasks (default: all of suite.tasks.TASKS)")
     p.add_argument("--out", default="reports", help="parent directory of run directories")
     p.add_argument("--resume", help="an interrupted run directory to complete")
     p.add_argument("--jobs", type=int, default=2)

@@ -3,7 +3,8 @@ once as a test (see conftest.py).
 
 Every group holds one operation at one size: our three backends next to torch.optim's for-loop,
 foreach and fused implementations (optimizers), or torch's own functions (activations, losses).
-Threads are pinned to 1 for torch and Numba and recorded in extra_info with the size. Numba
+Threads are pinned to 1 for torch and Numba (the ``threads`` benchmarks: 1 and every core) and
+recorded in extra_info with the size. Numba
 functions are compiled and warmed before measuring.
 
 Each body verifies before it times: the warm-up call's result is checked once against torch
@@ -110,10 +111,35 @@ def test_optimizer_step(benchmark, name, size, impl):
         backend = {"torch-backend": "torch"}.get(impl, impl)
         fn = _ours(name, backend, shapes, flat=size == "many" and backend == "numba")
     benchmark.group = f"step {name} size={size}"
-    benchmark.extra_info.update({"size": size, "tensors": len(shapes),
+    benchmark.extra_info.update({"impl": impl, "size": size, "tensors": len(shapes),
                                  "elements": int(sum(np.prod(s) for s in shapes)),
                                  **thread_counts(),
                                  "flat_buffer": size == "many" and impl == "numba",
+                                 "dtype": "float32"})
+    benchmark(fn)
+
+
+@pytest.mark.parametrize("impl", ["numba", "torch.optim-foreach", "torch.optim-fused"])
+@pytest.mark.parametrize("threads", ["1", "all"])
+@pytest.mark.parametrize("name", list(HYPER))
+def test_optimizer_step_threads(benchmark, name, threads, impl):
+    """One step on 2**22 float32 elements (beyond the caches) at one thread and at every core
+    Numba may use (run with NUMBA_NUM_THREADS unset or = the cores to measure "all")."""
+    from suite.bench import sweep_threads
+
+    n = 1 if threads == "1" else sweep_threads()[-1]
+    if threads == "all" and n == 1:
+        pytest.skip("Numba may use one thread here (NUMBA_NUM_THREADS=1 or one core): "
+                    "'all' would repeat '1'")
+    got = set_threads(n)
+    assert got == {"torch_threads": n, "numba_threads": n}
+    shapes = [(1 << 22,)]
+    if impl.startswith("torch.optim-"):
+        fn = _torch(name, impl.split("-", 1)[1], shapes)
+    else:
+        fn = _ours(name, "numba", shapes, flat=False)
+    benchmark.group = f"step {name} size={1 << 22} threads={threads}"
+    benchmark.extra_info.update({"impl": impl, "size": 1 << 22, "threads": n, **got,
                                  "dtype": "float32"})
     benchmark(fn)
 
@@ -179,7 +205,7 @@ def test_activation_forward_backward(benchmark, name, impl):
     fn()
     _check_activation(name, impl, x, dy)
     benchmark.group = f"activation {name} forward+backward n={n}"
-    benchmark.extra_info.update({"size": n, **thread_counts()})
+    benchmark.extra_info.update({"impl": impl, "size": n, **thread_counts()})
     benchmark(fn)
 
 

@@ -104,3 +104,71 @@ def test_sweep_and_errors():
         G.run("tanhh", "he_normal", 4, 8, 4)
     with pytest.raises(ValueError, match="depth=1"):
         G.run("tanh", "he_normal", 1, 8, 4)
+
+
+def test_callable_activation_mean_field_is_the_builtin_one():
+    import torch
+
+    for name, fn in (("tanh", torch.tanh), ("gelu", torch.nn.GELU), ("elu", torch.nn.ELU())):
+        ours = G.mean_field(name, "xavier_normal", [64] * 8)
+        theirs = G.mean_field(fn, "xavier_normal", [64] * 8)
+        np.testing.assert_allclose(theirs["chi"], ours["chi"], rtol=1e-12)
+        np.testing.assert_allclose(theirs["q"], ours["q"], rtol=1e-12)
+
+
+def test_softsign_chi_against_an_independent_integral():
+    import torch.nn.functional as F
+    from scipy.integrate import quad
+
+    mf = G.mean_field(F.softsign, "xavier_normal", [100, 100, 100])
+    s2 = 100 * G.mlp.weight_variance("xavier_normal", 100, 100)
+    q1 = s2 * 1.0  # q_1 = σ_w² E[x²]
+    want = s2 * quad(lambda u: (1 + math.sqrt(q1) * abs(u)) ** -4 * math.exp(-u * u / 2)
+                     / math.sqrt(2 * math.pi), -np.inf, np.inf, epsabs=1e-13)[0]
+    assert mf["chi"].iloc[0] == pytest.approx(want, rel=1e-8)
+
+
+@pytest.mark.parametrize("init", ["xavier_normal", "he_normal"])
+def test_softsign_measured_and_predicted_factors_agree(init):
+    """A user's activation (softsign) through the same study: the factors agree as closely as
+    the built-ins' (same 4σ bounds as test_measured_and_predicted_factors_agree)."""
+    import torch
+
+    width = 256
+    df = G.run(torch.nn.functional.softsign, init, 20, width, 64, seed=3)
+    assert set(df["activation"]) == {"softsign"}
+    hidden = df.dropna(subset=["measured_factor"])
+    rel = np.abs(hidden["measured_factor"] / hidden["empirical_factor"] - 1)
+    assert rel.max() < 4 * math.sqrt(2 / width)
+    rel_pred = np.abs(hidden["measured_factor"] / hidden["predicted_factor"] - 1)
+    assert rel_pred.median() < 4 * math.sqrt(2 / width)
+    s = G.summary(df)
+    assert abs(s["R_z"].item() - s["R_z_predicted"].item()) <= rz_tol(20, width)
+    assert hidden["saturated_frac"].notna().all()
+
+
+def test_callable_activation_kinds_and_errors():
+    import torch
+
+    class TanhFunction(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return torch.tanh(x)
+
+        @staticmethod
+        def backward(ctx, dy):
+            (x,) = ctx.saved_tensors
+            return dy / torch.cosh(x) ** 2
+
+    a = G.run(TanhFunction, "xavier_normal", 5, 32, 8, seed=0)
+    b = G.run("tanh", "xavier_normal", 5, 32, 8, seed=0)
+    np.testing.assert_allclose(a["preact_grad_norm"], b["preact_grad_norm"], rtol=1e-12)
+    np.testing.assert_allclose(a["predicted_factor"], b["predicted_factor"], rtol=1e-12)
+    assert G.run(torch.nn.Softsign, "he_normal", 4, 16, 8)["activation"].iloc[0] == "Softsign"
+    with pytest.raises(ValueError, match="torch backend only"):
+        G.run(torch.tanh, "he_normal", 4, 8, 4, backend="numpy")
+    with pytest.raises(TypeError, match="bind them into the callable"):
+        G.run(torch.tanh, "he_normal", 4, 8, 4, alpha=1.0)
+    with pytest.raises(TypeError, match="built-in name or a callable"):
+        G.mean_field(3.0, "he_normal", [8, 8, 8])

@@ -7,13 +7,20 @@
 
 The NumPy and torch backends run the same formulas (written once, for either namespace); the
 Numba backend compiles the same scalar formulas into ufuncs (elementwise) or row loops (softmax,
-log_softmax). Formulas are the numerically stable forms torch uses: sigmoid never evaluates
-exp of a positive number, softplus switches to the identity above ``threshold``, elu and selu use
-expm1, softmax subtracts the row maximum, log_softmax uses log-sum-exp. NaN inputs propagate.
+log_softmax). The formulas are accurate to a few ulps for every finite input, forward and
+derivative (:mod:`suite.activations.accuracy` measures it against mpmath): float32 is evaluated
+in float64 and rounded once; sigmoid' and tanh' come from e = exp(-|x|) (never from the rounded
+output as y(1 - y) or 1 - y², which vanish early); GELU's Φ(x) is ½ erfcx(-x/√2) exp(-x²/2)
+below -1 with x² split exactly (1 + erf cancels); gelu-tanh is x s(2u); near the zeros of silu',
+gelu' and gelu-tanh' a Taylor series replaces the cancelling closed form; softmax and
+log_softmax exclude the maximum from a compensated sum and use log1p. torch's definitions are
+kept: softplus returns x above ``threshold``, relu'(0) = 0, elu'(0) = alpha. NaN inputs
+propagate.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from suite.activations._series import SERIES, WINDOW
 from suite.backends import check_array, check_backend
 
 SELU_ALPHA = 1.6732632423543772848170429916717
@@ -39,38 +47,145 @@ def _ns(x: Any) -> Any:
     return torch
 
 
-def _erf(xp: Any, x: Any) -> Any:
-    if xp is np:
-        from scipy.special import erf
+def _is64(x: Any) -> bool:
+    return str(x.dtype) in ("float64", "torch.float64")
 
-        return erf(x)
-    return xp.special.erf(x)
+
+def _widen(x: Any) -> Any:
+    if _is64(x):
+        return x
+    return x.astype(np.float64) if _ns(x) is np else x.to(_ns(x).float64)
+
+
+def _narrow(y: Any, like: Any) -> Any:
+    if _is64(like):
+        return y
+    return y.astype(like.dtype) if _ns(y) is np else y.to(like.dtype)
+
+
+def _through_float64(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Evaluate ``fn`` in float64 and round once to the input's dtype (float32: 1 ulp).
+
+    Every array argument is widened; the result takes the dtype of the first argument."""
+
+    @functools.wraps(fn)
+    def wrapper(x: Any, *args: Any, **params: Any) -> Any:
+        if _is64(x):
+            return fn(x, *args, **params)
+        xp = _ns(x)
+        wide = [a if not hasattr(a, "dtype") else a.astype(np.float64) if xp is np
+                else a.to(xp.float64) for a in (x, *args)]
+        out = fn(*wide, **params)
+        return out.astype(x.dtype) if xp is np else out.to(x.dtype)
+
+    return wrapper
 
 
 def _where(xp: Any, c: Any, a: Any, b: Any) -> Any:
     return xp.where(c, a, b)
 
 
+def _erfc(xp: Any, x: Any) -> Any:
+    if xp is np:
+        from scipy.special import erfc
+
+        return erfc(x)
+    return xp.special.erfc(x)
+
+
+def _erfcx(xp: Any, x: Any) -> Any:
+    """exp(x²) erfc(x), accurate to a few ulps for all x >= 0 (Faddeeva's algorithm)."""
+    if xp is np:
+        from scipy.special import erfcx
+
+        return erfcx(x)
+    return xp.special.erfcx(x)
+
+
+# ---- error-free transformations (float64, no fused multiply-add needed) -------------------
+
+_SPLITTER = 134217729.0  # 2**27 + 1 (Veltkamp)
+
+
+def _two_prod(a: Any, b: Any) -> tuple[Any, Any]:
+    """p + e == a * b exactly (Dekker), for |a|, |b| < 2**996."""
+    p = a * b
+    t = _SPLITTER * a
+    ah = t - (t - a)
+    al = a - ah
+    t = _SPLITTER * b
+    bh = t - (t - b)
+    bl = b - bh
+    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
+def _two_sum(a: Any, b: Any) -> tuple[Any, Any]:
+    """s + e == a + b exactly (Knuth), for finite a, b."""
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+def _exp_half_square(xp: Any, x: Any) -> Any:
+    """exp(-x²/2) to ~1 ulp: x² is split into hi + lo exactly, so the only error is exp's.
+
+    (exp of a rounded -x²/2 would be off by |x²/2| ulps: 700 ulps near the underflow.)"""
+    xc = xp.clip(x, -40.0, 40.0)  # exp(-800) is 0 in float64; keeps the split finite
+    hi, lo = _two_prod(xc, xc)
+    return xp.exp(-0.5 * hi) * (1 - 0.5 * lo)
+
+
+def _sigmoid_parts(xp: Any, x: Any) -> tuple[Any, Any]:
+    """(sigmoid(x), e) with e = exp(-|x|): never exp of a positive number."""
+    e = xp.exp(-xp.abs(x))
+    return _where(xp, x >= 0, xp.ones_like(e), e) / (1 + e), e
+
+
+def _sigmoid_prime_e(e: Any) -> Any:
+    """s(x) s(-x) = e / (1 + e)² from e = exp(-|x|): no cancellation, no false zeros."""
+    return e / ((1 + e) * (1 + e))
+
+
+def _at_zero(xp: Any, x: Any, key: str, closed: Any) -> Any:
+    """``closed`` (a derivative's closed form at x), replaced near the derivative's zero by
+    its Taylor series (suite.activations._series), which keeps the relative accuracy there.
+    The series is evaluated on the inputs in the window only."""
+    x0_hi, x0_lo, c = SERIES[key]
+    h = (x - x0_hi) - x0_lo
+    near = xp.abs(h) < WINDOW
+    if not bool(near.any()):
+        return closed
+    hn = h[near]
+    p = c[-1]
+    for ck in c[-2::-1]:
+        p = p * hn + ck
+    out = closed.copy() if xp is np else closed.clone()
+    out[near] = p * hn
+    return out
+
+
 # ---- formulas, written once for NumPy arrays and torch tensors ---------------------------
 
+@_through_float64
 def sigmoid(x: Any) -> Any:
-    xp = _ns(x)
-    e = xp.exp(-xp.abs(x))  # never exp of a positive number
-    return _where(xp, x >= 0, 1 / (1 + e), e / (1 + e))
+    return _sigmoid_parts(_ns(x), x)[0]
 
 
+@_through_float64
 def _sigmoid_d(x: Any) -> Any:
-    s = sigmoid(x)
-    return s * (1 - s)
+    return _sigmoid_prime_e(_ns(x).exp(-_ns(x).abs(x)))
 
 
+@_through_float64
 def _tanh(x: Any) -> Any:
     return _ns(x).tanh(x)
 
 
+@_through_float64
 def _tanh_d(x: Any) -> Any:
-    t = _ns(x).tanh(x)
-    return 1 - t * t
+    """1 - tanh² = 4 s(2x) s(-2x), from exp(-2|x|) (1 - t*t is 0 from |x| = 19.1)."""
+    xp = _ns(x)
+    return 4 * _sigmoid_prime_e(xp.exp(-2 * xp.abs(x)))
 
 
 # Derivatives select with the comparison torch's backward kernels use, so that a NaN input
@@ -86,6 +201,7 @@ def _relu_d(x: Any) -> Any:
     return _where(xp, x <= 0, xp.zeros_like(x), xp.ones_like(x))
 
 
+@_through_float64
 def _leaky(x: Any, negative_slope: float) -> Any:
     return _where(_ns(x), x > 0, x, x * negative_slope)
 
@@ -95,63 +211,108 @@ def _leaky_d(x: Any, negative_slope: float) -> Any:
     return _where(xp, x > 0, xp.ones_like(x), xp.full_like(x, negative_slope))
 
 
+@_through_float64
 def _elu(x: Any, alpha: float) -> Any:
     xp = _ns(x)
     return _where(xp, x > 0, x, alpha * xp.expm1(xp.minimum(x, xp.zeros_like(x))))
 
 
+@_through_float64
 def _elu_d(x: Any, alpha: float) -> Any:
     xp = _ns(x)
     return _where(xp, x <= 0, alpha * xp.exp(xp.minimum(x, xp.zeros_like(x))), xp.ones_like(x))
 
 
+@_through_float64
 def _selu(x: Any) -> Any:
     return SELU_SCALE * _elu(x, SELU_ALPHA)
 
 
+@_through_float64
 def _selu_d(x: Any) -> Any:
     return SELU_SCALE * _elu_d(x, SELU_ALPHA)
 
 
 def _softplus(x: Any, beta: float, threshold: float) -> Any:
+    """log1p(exp(βx))/β as (max(βx, 0) + log1p(exp(-|βx|)))/β; x itself where βx > threshold
+    (torch's definition, compared in the input's dtype)."""
+    xp = _ns(x)
+    above = x * beta > threshold
+    return _where(xp, above, x, _softplus_body(x, beta))
+
+
+@_through_float64
+def _softplus_body(x: Any, beta: float) -> Any:
     xp = _ns(x)
     bx = x * beta
-    safe = xp.minimum(bx, xp.full_like(x, threshold))
-    return _where(xp, bx > threshold, x, xp.log1p(xp.exp(safe)) / beta)
+    return (xp.clamp(bx, min=0) if xp is not np else np.maximum(bx, 0)) / beta + \
+        xp.log1p(xp.exp(-xp.abs(bx))) / beta
 
 
 def _softplus_d(x: Any, beta: float, threshold: float) -> Any:
     xp = _ns(x)
-    bx = x * beta
-    return _where(xp, bx > threshold, xp.ones_like(x), sigmoid(bx))
+    return _where(xp, x * beta > threshold, xp.ones_like(x), _sigmoid_scaled(x, beta))
 
 
+@_through_float64
+def _sigmoid_scaled(x: Any, beta: float) -> Any:
+    return _sigmoid_parts(_ns(x), x * beta)[0]
+
+
+def _ndtr_parts(xp: Any, x: Any) -> tuple[Any, Any]:
+    """(Φ(x), φ(x)) to a few ulps for every x (float64).
+
+    x < -1: Φ(x) = ½ erfcx(-x/√2) exp(-x²/2), so the steep factor exp(-x²/2) sees the exact
+    x² (``_exp_half_square``) and the rounding of -x/√2 only enters erfcx, whose condition
+    number is below 1. (½ erfc(-x/√2) would lose ~x² ulps to that rounding, and 1 + erf
+    cancels to 0 from x = -8.3.) x >= -1: Φ(x) = ½ erfc(-x/√2), where that rounding costs
+    at most x² <= 1 ulp."""
+    e = _exp_half_square(xp, x)
+    cdf = 0.5 * _erfc(xp, -x * _SQRT1_2)
+    neg = x < -1
+    if bool(neg.any()):  # erfcx is the costly one: only where it is needed
+        cdf[neg] = 0.5 * _erfcx(xp, -x[neg] * _SQRT1_2) * e[neg]
+    return cdf, e * _INV_SQRT_2PI
+
+
+@_through_float64
 def _gelu(x: Any, approximate: str) -> Any:
     xp = _ns(x)
     if approximate == "tanh":
-        inner = _GELU_BETA * (x + _GELU_KAPPA * x * x * x)
-        return 0.5 * x * (1 + xp.tanh(inner))
-    return x * 0.5 * (1 + _erf(xp, x * _SQRT1_2))
+        # 0.5 x (1 + tanh(u)) == x s(2u): no cancellation for x < 0
+        u = _GELU_BETA * (x + _GELU_KAPPA * x * x * x)
+        return x * _sigmoid_parts(xp, 2 * u)[0]
+    return x * _ndtr_parts(xp, x)[0]
 
 
+@_through_float64
 def _gelu_d(x: Any, approximate: str) -> Any:
     xp = _ns(x)
     if approximate == "tanh":
-        x_sq = x * x
-        t = xp.tanh(_GELU_BETA * (x + _GELU_KAPPA * x_sq * x))
-        return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _GELU_BETA * (1 + 3 * _GELU_KAPPA * x_sq)
-    cdf = 0.5 * (1 + _erf(xp, x * _SQRT1_2))
-    pdf = xp.exp(-0.5 * x * x) * _INV_SQRT_2PI
-    return cdf + x * pdf
+        xc = xp.clip(x, -1e4, 1e4)  # beyond, s(2u) is exactly 0 or 1 and x³ would overflow
+        x_sq = xc * xc
+        s, e = _sigmoid_parts(xp, 2 * (_GELU_BETA * (xc + _GELU_KAPPA * x_sq * xc)))
+        closed = s + xc * (2 * _GELU_BETA * (1 + 3 * _GELU_KAPPA * x_sq)) * _sigmoid_prime_e(e)
+        return _at_zero(xp, x, "gelu_tanh", closed)
+    cdf, pdf = _ndtr_parts(xp, x)
+    return _at_zero(xp, x, "gelu", cdf + x * pdf)
 
 
+@_through_float64
 def _silu(x: Any) -> Any:
-    return x * sigmoid(x)
+    return x * _sigmoid_parts(_ns(x), x)[0]
 
 
+@_through_float64
 def _silu_d(x: Any) -> Any:
-    s = sigmoid(x)
-    return s * (1 + x * (1 - s))
+    """s(x) (1 + x s(-x)), with s(-x) evaluated itself (1 - s(x) loses it for x > 0)."""
+    xp = _ns(x)
+    e = xp.exp(-xp.abs(x))
+    pos = x >= 0
+    one = xp.ones_like(e)
+    s = _where(xp, pos, one, e) / (1 + e)
+    s_neg = _where(xp, pos, e, one) / (1 + e)  # s(-x) from the same e
+    return _at_zero(xp, x, "silu", s * (1 + x * s_neg))
 
 
 def _amax(xp: Any, x: Any, dim: int) -> Any:
@@ -166,12 +327,56 @@ def _sum(xp: Any, x: Any, dim: int) -> Any:
     return x.sum(dim=dim, keepdim=True)
 
 
-def _softmax(x: Any, dim: int) -> Any:
+def _compensated_sum(xp: Any, v: Any, dim: int) -> Any:
+    """Σ v along ``dim`` (keepdims) by pairwise two-sums: error ~ u + n u², not log2(n) u.
+    The summed axis goes first, so that each level adds two contiguous halves."""
+    v = xp.moveaxis(v, dim, 0)
+    n = v.shape[0]
+    width = 1 << max(0, (n - 1).bit_length())
+    pad = xp.zeros((width - n, *v.shape[1:]), dtype=v.dtype)
+    v = np.concatenate([v, pad], 0) if xp is np else \
+        xp.cat([v, pad.to(v.device)], 0).contiguous()
+    comp = None
+    while v.shape[0] > 1:
+        h = v.shape[0] // 2
+        v, e = _two_sum(v[:h], v[h:])
+        comp = e if comp is None else comp[:h] + comp[h:] + e
+    total = v if comp is None else v + comp
+    return xp.moveaxis(total, 0, dim)
+
+
+def _softmax_parts(x: Any, dim: int, exact: bool) -> tuple[Any, Any, Any]:
+    """(d, e, others) in float64: d = x - max, e = exp(d), others = Σ e over the row without
+    the (first) maximum. ``exact`` (float64 inputs): the rounding error of x - max is folded
+    into d and e (two-sum), and the sum is compensated; for float32 inputs float64 is
+    already exact enough."""
     xp = _ns(x)
-    e = xp.exp(x - _amax(xp, x, dim))
-    return e / _sum(xp, e, dim)
+    m = _amax(xp, x, dim)
+    if exact:
+        d, r = _two_sum(x, -m)
+        r = _where(xp, xp.isfinite(r), r, xp.zeros_like(r))  # -inf logits: e = 0
+        e = xp.exp(d)
+        e = e + e * r
+        d = d + r
+    else:
+        d = x - m
+        e = xp.exp(d)
+    idx = xp.argmax(x, axis=dim) if xp is np else x.argmax(dim=dim)
+    idx = xp.expand_dims(idx, dim) if xp is np else idx.unsqueeze(dim)
+    shape = [1] * x.ndim
+    shape[dim] = x.shape[dim]
+    pos = xp.arange(x.shape[dim]) if xp is np else xp.arange(x.shape[dim], device=x.device)
+    rest = _where(xp, pos.reshape(shape) == idx, xp.zeros_like(e), e)
+    others = _compensated_sum(xp, rest, dim) if exact else _sum(xp, rest, dim)
+    return d, e, others
 
 
+def _softmax(x: Any, dim: int) -> Any:
+    _, e, others = _softmax_parts(_widen(x), dim, _is64(x))
+    return _narrow(e / (1 + others), x)
+
+
+@_through_float64
 def _softmax_vjp(x: Any, dy: Any, dim: int) -> Any:
     xp = _ns(x)
     y = _softmax(x, dim)
@@ -179,14 +384,16 @@ def _softmax_vjp(x: Any, dy: Any, dim: int) -> Any:
 
 
 def _log_softmax(x: Any, dim: int) -> Any:
+    """(x - max) - log1p(Σ others): the dominant logit's -log(1 + tiny) keeps its digits."""
     xp = _ns(x)
-    shifted = x - _amax(xp, x, dim)
-    return shifted - xp.log(_sum(xp, xp.exp(shifted), dim))
+    d, _, others = _softmax_parts(_widen(x), dim, _is64(x))
+    return _narrow(d - xp.log1p(others), x)
 
 
+@_through_float64
 def _log_softmax_vjp(x: Any, dy: Any, dim: int) -> Any:
     xp = _ns(x)
-    return dy - xp.exp(_log_softmax(x, dim)) * _sum(xp, dy, dim)
+    return dy - _softmax(x, dim) * _sum(xp, dy, dim)
 
 
 # ---- specs ---------------------------------------------------------------------------------

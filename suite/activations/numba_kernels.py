@@ -13,61 +13,173 @@ from typing import Any
 import numpy as np
 from numba import njit, vectorize
 
+from suite.activations._series import SERIES, WINDOW
+
 # float32 loops first: a ufunc takes the first loop its inputs cast to safely.
 _SIG1 = ["float32(float32)", "float64(float64)"]
 _SIG2 = ["float32(float32, float32)", "float64(float64, float64)"]
-_SIG3 = ["float32(float32, float32, float32)", "float64(float64, float64, float64)"]
-_SIG4 = ["float32(float32, float32, float32, float32)",
-         "float64(float64, float64, float64, float64)"]
 _OPTS: dict[str, Any] = {"cache": True, "nopython": True}
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
 _BETA = math.sqrt(2.0) * (2.0 / math.sqrt(math.pi)) * 0.5
 _KAPPA = 0.044715
 _SQRT1_2 = 0.70710678118654752440
+_SQRT1_2_LO = -4.8336466567264567e-17  # 1/sqrt(2) - _SQRT1_2
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_TWO_OVER_SQRT_PI = 1.1283791670955126
+_SPLITTER = 134217729.0  # 2**27 + 1
+
+# The scalar maths the kernels call, in one place: swap these for vectorisable versions
+# (pure arithmetic that LLVM can vectorise) without touching the formulas below.
+exp = math.exp
+expm1 = math.expm1
+log1p = math.log1p
+log = math.log
+tanh = math.tanh
+erfc = math.erfc
+
+_SILU0, _GELU0, _GELU_TANH0 = (np.array([hi, lo, *c]) for hi, lo, c in
+                               (SERIES["silu"], SERIES["gelu"], SERIES["gelu_tanh"]))
+
+
+@njit(cache=True, inline="always")
+def _at_zero(x, s, closed):  # pragma: no cover - compiled
+    """closed, or the Taylor series s = [x0_hi, x0_lo, c_1..c_n] near the zero x0."""
+    h = (x - s[0]) - s[1]
+    if not abs(h) < WINDOW:
+        return closed
+    p = s[s.size - 1]
+    for k in range(s.size - 2, 1, -1):
+        p = p * h + s[k]
+    return p * h
+
+
+# Every formula works in float64 (float32 inputs are widened with np.float64 — numba types
+# float(x) of a float32 as float32 — and the result is rounded once),
+# with the same accurate forms as the NumPy/torch formulas of suite.activations.
 
 
 @njit(cache=True, inline="always")
 def _sig(x):  # pragma: no cover - compiled
-    e = math.exp(-abs(x))
+    e = exp(-abs(x))
     return 1 / (1 + e) if x >= 0 else e / (1 + e)
+
+
+@njit(cache=True, inline="always")
+def _sigp(x):  # pragma: no cover - compiled
+    """s(x) s(-x) = e / (1 + e)², e = exp(-|x|)."""
+    e = exp(-abs(x))
+    return e / ((1 + e) * (1 + e))
+
+
+@njit(cache=True, inline="always")
+def _two_prod(a, b):  # pragma: no cover - compiled
+    p = a * b
+    t = _SPLITTER * a
+    ah = t - (t - a)
+    al = a - ah
+    t = _SPLITTER * b
+    bh = t - (t - b)
+    bl = b - bh
+    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
+@njit(cache=True, inline="always")
+def _exp_half_square(x):  # pragma: no cover - compiled
+    xc = min(max(x, -40.0), 40.0)
+    hi, lo = _two_prod(xc, xc)
+    return exp(-0.5 * hi) * (1 - 0.5 * lo)
+
+
+@njit(cache=True, inline="always")
+def _ndtr(x):  # pragma: no cover - compiled
+    """Φ(x) = ½ erfc(t), t = -x/√2, with the rounding of t corrected by one derivative term
+    (erfc(t + dt) = erfc(t) - dt 2/√π exp(-t²)): otherwise ~x² ulps are lost for x < 0."""
+    if x != x:  # noqa: PLR0124 - NaN
+        return x
+    xc = min(max(x, -40.0), 40.0)
+    t, dt = _two_prod(-xc, _SQRT1_2)
+    dt += -xc * _SQRT1_2_LO
+    return 0.5 * (erfc(t) - dt * _TWO_OVER_SQRT_PI * _exp_half_square(xc))
+
+
+@njit(cache=True, inline="always")
+def _tanh_f(x):  # pragma: no cover - compiled
+    return tanh(x)
+
+
+@njit(cache=True, inline="always")
+def _tanh_d(x):  # pragma: no cover - compiled
+    return 4 * _sigp(2 * x)
+
+
+@njit(cache=True, inline="always")
+def _silu_d(x):  # pragma: no cover - compiled
+    e = exp(-abs(x))
+    s, s_neg = (1 / (1 + e), e / (1 + e)) if x >= 0 else (e / (1 + e), 1 / (1 + e))
+    return _at_zero(x, _SILU0, s * (1 + x * s_neg))
+
+
+@njit(cache=True, inline="always")
+def _gelu_f(x):  # pragma: no cover - compiled
+    return x * _ndtr(x)
+
+
+@njit(cache=True, inline="always")
+def _gelu_d(x):  # pragma: no cover - compiled
+    return _at_zero(x, _GELU0, _ndtr(x) + x * (_exp_half_square(x) * _INV_SQRT_2PI))
+
+
+@njit(cache=True, inline="always")
+def _gelu_tanh_f(x):  # pragma: no cover - compiled
+    return x * _sig(2 * (_BETA * (x + _KAPPA * x * x * x)))
+
+
+@njit(cache=True, inline="always")
+def _gelu_tanh_d(x):  # pragma: no cover - compiled
+    xc = min(max(x, -1e4), 1e4)
+    x_sq = xc * xc
+    v = 2 * (_BETA * (xc + _KAPPA * x_sq * xc))
+    return _at_zero(x, _GELU_TANH0,
+                    _sig(v) + xc * (2 * _BETA * (1 + 3 * _KAPPA * x_sq)) * _sigp(v))
+
+
+@njit(cache=True, inline="always")
+def _softplus_body(x, beta):  # pragma: no cover - compiled
+    bx = x * beta
+    return max(bx, 0.0) / beta + log1p(exp(-abs(bx))) / beta
 
 
 # sigmoid
 @vectorize(_SIG1, **_OPTS)
 def sigmoid_f(x):  # pragma: no cover - compiled
-    return _sig(x)
+    return _sig(np.float64(x))
 
 
 @vectorize(_SIG1, **_OPTS)
 def sigmoid_d(x):  # pragma: no cover - compiled
-    s = _sig(x)
-    return s * (1 - s)
+    return _sigp(np.float64(x))
 
 
 @vectorize(_SIG2, **_OPTS)
 def sigmoid_b(x, dy):  # pragma: no cover - compiled
-    s = _sig(x)
-    return dy * (s * (1 - s))
+    return np.float64(dy) * _sigp(np.float64(x))
 
 
 # tanh
 @vectorize(_SIG1, **_OPTS)
 def tanh_f(x):  # pragma: no cover - compiled
-    return math.tanh(x)
+    return _tanh_f(np.float64(x))
 
 
 @vectorize(_SIG1, **_OPTS)
 def tanh_d(x):  # pragma: no cover - compiled
-    t = math.tanh(x)
-    return 1 - t * t
+    return _tanh_d(np.float64(x))
 
 
 @vectorize(_SIG2, **_OPTS)
 def tanh_b(x, dy):  # pragma: no cover - compiled
-    t = math.tanh(x)
-    return dy * (1 - t * t)
+    return np.float64(dy) * _tanh_d(np.float64(x))
 
 
 # relu
@@ -88,139 +200,200 @@ def relu_b(x, dy):  # pragma: no cover - compiled
     return 0.0 if x <= 0 else dy
 
 
-# leaky_relu(negative_slope)
-@vectorize(_SIG2, **_OPTS)
+# leaky_relu(negative_slope); the slope arrives as float64 whatever the input's dtype
+@vectorize(["float32(float32, float64)", "float64(float64, float64)"], **_OPTS)
 def leaky_relu_f(x, slope):  # pragma: no cover - compiled
-    return x if x > 0 else x * slope
+    return x if x > 0 else np.float64(x) * slope
 
 
-@vectorize(_SIG2, **_OPTS)
+@vectorize(["float32(float32, float64)", "float64(float64, float64)"], **_OPTS)
 def leaky_relu_d(x, slope):  # pragma: no cover - compiled
     return 1.0 if x > 0 else slope
 
 
-@vectorize(_SIG3, **_OPTS)
+@vectorize(["float32(float32, float32, float64)", "float64(float64, float64, float64)"],
+           **_OPTS)
 def leaky_relu_b(x, dy, slope):  # pragma: no cover - compiled
-    return dy if x > 0 else dy * slope
+    return dy if x > 0 else np.float64(dy) * slope
 
 
 # elu(alpha), selu
-@vectorize(_SIG2, **_OPTS)
+_SIG_P1 = ["float32(float32, float64)", "float64(float64, float64)"]
+_SIG_P2 = ["float32(float32, float32, float64)", "float64(float64, float64, float64)"]
+
+
+@njit(cache=True, inline="always")
+def _elu_f(x, alpha):  # pragma: no cover - compiled
+    return x if x > 0 else alpha * expm1(min(x, 0.0))
+
+
+@njit(cache=True, inline="always")
+def _elu_d(x, alpha):  # pragma: no cover - compiled
+    return alpha * exp(min(x, 0.0)) if x <= 0 else 1.0
+
+
+@vectorize(_SIG_P1, **_OPTS)
 def elu_f(x, alpha):  # pragma: no cover - compiled
-    return x if x > 0 else alpha * math.expm1(min(x, 0.0))
+    return _elu_f(np.float64(x), alpha)
+
+
+@vectorize(_SIG_P1, **_OPTS)
+def elu_d(x, alpha):  # pragma: no cover - compiled
+    return _elu_d(np.float64(x), alpha)
+
+
+@vectorize(_SIG_P2, **_OPTS)
+def elu_b(x, dy, alpha):  # pragma: no cover - compiled
+    return np.float64(dy) * _elu_d(np.float64(x), alpha)
+
+
+@vectorize(_SIG1, **_OPTS)
+def selu_f(x):  # pragma: no cover - compiled
+    return SELU_SCALE * _elu_f(np.float64(x), SELU_ALPHA)
+
+
+@vectorize(_SIG1, **_OPTS)
+def selu_d(x):  # pragma: no cover - compiled
+    return SELU_SCALE * _elu_d(np.float64(x), SELU_ALPHA)
 
 
 @vectorize(_SIG2, **_OPTS)
-def elu_d(x, alpha):  # pragma: no cover - compiled
-    return alpha * math.exp(min(x, 0.0)) if x <= 0 else 1.0
+def selu_b(x, dy):  # pragma: no cover - compiled
+    return np.float64(dy) * (SELU_SCALE * _elu_d(np.float64(x), SELU_ALPHA))
 
 
-@vectorize(_SIG3, **_OPTS)
-def elu_b(x, dy, alpha):  # pragma: no cover - compiled
-    return dy * (alpha * math.exp(min(x, 0.0))) if x <= 0 else dy
+# softplus(beta, threshold): x itself where x * beta > threshold, compared in x's dtype as
+# torch does (beta_t, threshold_t in x's dtype; beta in float64 for the formula)
+_SIG_P3 = ["float32(float32, float32, float32, float64)",
+           "float64(float64, float64, float64, float64)"]
+_SIG_P4 = ["float32(float32, float32, float32, float32, float64)",
+           "float64(float64, float64, float64, float64, float64)"]
 
 
-# softplus(beta, threshold)
-@vectorize(_SIG3, **_OPTS)
-def softplus_f(x, beta, threshold):  # pragma: no cover - compiled
-    bx = x * beta
-    return x if bx > threshold else math.log1p(math.exp(min(bx, threshold))) / beta
+@vectorize(_SIG_P3, **_OPTS)
+def softplus_f(x, beta_t, threshold_t, beta):  # pragma: no cover - compiled
+    return x if x * beta_t > threshold_t else _softplus_body(np.float64(x), beta)
 
 
-@vectorize(_SIG3, **_OPTS)
-def softplus_d(x, beta, threshold):  # pragma: no cover - compiled
-    bx = x * beta
-    return 1.0 if bx > threshold else _sig(bx)
+@vectorize(_SIG_P3, **_OPTS)
+def softplus_d(x, beta_t, threshold_t, beta):  # pragma: no cover - compiled
+    return 1.0 if x * beta_t > threshold_t else _sig(np.float64(x) * beta)
 
 
-@vectorize(_SIG4, **_OPTS)
-def softplus_b(x, dy, beta, threshold):  # pragma: no cover - compiled
-    bx = x * beta
-    return dy if bx > threshold else dy * _sig(bx)
+@vectorize(_SIG_P4, **_OPTS)
+def softplus_b(x, dy, beta_t, threshold_t, beta):  # pragma: no cover - compiled
+    return dy if x * beta_t > threshold_t else np.float64(dy) * _sig(np.float64(x) * beta)
 
 
 # gelu (exact) and gelu (tanh)
 @vectorize(_SIG1, **_OPTS)
 def gelu_f(x):  # pragma: no cover - compiled
-    return x * 0.5 * (1 + math.erf(x * _SQRT1_2))
+    return _gelu_f(np.float64(x))
 
 
 @vectorize(_SIG1, **_OPTS)
 def gelu_d(x):  # pragma: no cover - compiled
-    return 0.5 * (1 + math.erf(x * _SQRT1_2)) + x * (math.exp(-0.5 * x * x) * _INV_SQRT_2PI)
+    return _gelu_d(np.float64(x))
 
 
 @vectorize(_SIG2, **_OPTS)
 def gelu_b(x, dy):  # pragma: no cover - compiled
-    d = 0.5 * (1 + math.erf(x * _SQRT1_2)) + x * (math.exp(-0.5 * x * x) * _INV_SQRT_2PI)
-    return dy * d
+    return np.float64(dy) * _gelu_d(np.float64(x))
 
 
 @vectorize(_SIG1, **_OPTS)
 def gelu_tanh_f(x):  # pragma: no cover - compiled
-    return 0.5 * x * (1 + math.tanh(_BETA * (x + _KAPPA * x * x * x)))
+    return _gelu_tanh_f(np.float64(x))
 
 
 @vectorize(_SIG1, **_OPTS)
 def gelu_tanh_d(x):  # pragma: no cover - compiled
-    x_sq = x * x
-    t = math.tanh(_BETA * (x + _KAPPA * x_sq * x))
-    return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _BETA * (1 + 3 * _KAPPA * x_sq)
+    return _gelu_tanh_d(np.float64(x))
 
 
 @vectorize(_SIG2, **_OPTS)
 def gelu_tanh_b(x, dy):  # pragma: no cover - compiled
-    x_sq = x * x
-    t = math.tanh(_BETA * (x + _KAPPA * x_sq * x))
-    return dy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _BETA * (1 + 3 * _KAPPA * x_sq))
+    return np.float64(dy) * _gelu_tanh_d(np.float64(x))
 
 
 # silu
 @vectorize(_SIG1, **_OPTS)
 def silu_f(x):  # pragma: no cover - compiled
-    return x * _sig(x)
+    xd = np.float64(x)
+    return xd * _sig(xd)
 
 
 @vectorize(_SIG1, **_OPTS)
 def silu_d(x):  # pragma: no cover - compiled
-    s = _sig(x)
-    return s * (1 + x * (1 - s))
+    return _silu_d(np.float64(x))
 
 
 @vectorize(_SIG2, **_OPTS)
 def silu_b(x, dy):  # pragma: no cover - compiled
-    s = _sig(x)
-    return dy * (s * (1 + x * (1 - s)))
+    return np.float64(dy) * _silu_d(np.float64(x))
 
 
-# softmax / log_softmax over the last axis of a 2-D C-contiguous array
+# softmax / log_softmax over the last axis of a 2-D C-contiguous array, in float64:
+# d = x - max with its rounding error r (two-sum) folded into e = exp(d)(1 + r); the sum of the
+# other elements (all but the first maximum) compensated (Neumaier); softmax = e / (1 + sum),
+# log_softmax = (d + r) - log1p(sum), which keeps the dominant logit's -log(1 + tiny).
 @njit(cache=True)
-def _softmax_rows(x, out, log):  # pragma: no cover - compiled
+def _softmax_rows(x, out, log, exact):  # pragma: no cover - compiled
+    """``exact`` for float64 logits (two-sum and compensation); float32 logits in float64
+    are exact enough without them."""
     n, m = x.shape
+    e = np.empty(m, np.float64)
+    dr = np.empty(m, np.float64)
     for i in range(n):
         mx = -np.inf
+        arg = 0
+        nan = False
         for j in range(m):
-            mx = max(mx, x[i, j])
+            v = x[i, j]
+            if v != v:  # noqa: PLR0124 - a NaN makes the row NaN
+                nan = True
+            elif v > mx:
+                mx = np.float64(v)
+                arg = j
+        if nan:
+            mx = np.nan
         s = 0.0
+        c = 0.0
+        for j in range(m):
+            a = np.float64(x[i, j])
+            d = a - mx
+            ej = exp(d)
+            if exact:
+                bb = d - a
+                r = (a - (d - bb)) + (-mx - bb)
+                if not math.isfinite(r):
+                    r = 0.0
+                ej = ej + ej * r
+                d = d + r
+            e[j] = ej
+            dr[j] = d
+            if j != arg:
+                t = s + ej
+                if exact:
+                    if abs(s) >= abs(ej):
+                        c += (s - t) + ej
+                    else:
+                        c += (ej - t) + s
+                s = t
+        s = s + c
         if log:
+            ls = log1p(s)
             for j in range(m):
-                s += math.exp(x[i, j] - mx)
-            ls = math.log(s)
+                out[i, j] = dr[j] - ls
+        else:
             for j in range(m):
-                out[i, j] = (x[i, j] - mx) - ls
-        else:  # exp once per element (it is a scalar libm call), kept in out, then scaled
-            for j in range(m):
-                e = math.exp(x[i, j] - mx)
-                out[i, j] = e
-                s += e
-            for j in range(m):
-                out[i, j] = out[i, j] / s
+                out[i, j] = e[j] / (1 + s)
 
 
 # Fused forward + backward: one pass, the function evaluated once per element, both outputs
-# written. Each body repeats its forward and VJP ufuncs above expression for expression, so
-# the results are the same bits (tests/test_activations_losses.py checks it). elu, selu and
-# gelu(tanh) are not fused: their forward and backward evaluate different expressions.
+# written. Each body calls the same scalar functions as its forward and VJP ufuncs above, in
+# the same order, so the results are the same bits (tests/test_activations_losses.py checks
+# it). elu, selu and gelu(tanh) are not fused: their forward and backward share no work.
 # Plain loops over flat arrays, not scalar-core gufuncs: the gufunc machinery's per-element
 # call made relu's fused pass 4x slower than its two vectorised ufuncs.
 _FB_OPTS: dict[str, Any] = {"cache": True, "error_model": "numpy"}
@@ -229,17 +402,18 @@ _FB_OPTS: dict[str, Any] = {"cache": True, "error_model": "numpy"}
 @njit(**_FB_OPTS)
 def sigmoid_fb(x, dy, y, dx):  # pragma: no cover - compiled
     for i in range(x.size):
-        s = _sig(x[i])
-        y[i] = s
-        dx[i] = dy[i] * (s * (1 - s))
+        xi = np.float64(x[i])
+        e = exp(-abs(xi))
+        y[i] = 1 / (1 + e) if xi >= 0 else e / (1 + e)
+        dx[i] = np.float64(dy[i]) * (e / ((1 + e) * (1 + e)))
 
 
 @njit(**_FB_OPTS)
 def tanh_fb(x, dy, y, dx):  # pragma: no cover - compiled
     for i in range(x.size):
-        t = math.tanh(x[i])
-        y[i] = t
-        dx[i] = dy[i] * (1 - t * t)
+        xi = np.float64(x[i])
+        y[i] = _tanh_f(xi)
+        dx[i] = np.float64(dy[i]) * _tanh_d(xi)
 
 
 @njit(**_FB_OPTS)
@@ -257,41 +431,45 @@ def relu_fb(x, dy, y, dx):  # pragma: no cover - compiled
 def leaky_relu_fb(x, dy, y, dx, slope):  # pragma: no cover - compiled
     for i in range(x.size):
         xi = x[i]
-        y[i] = xi if xi > 0 else xi * slope
-        dx[i] = dy[i] if xi > 0 else dy[i] * slope
+        y[i] = xi if xi > 0 else np.float64(xi) * slope
+        dx[i] = dy[i] if xi > 0 else np.float64(dy[i]) * slope
 
 
 @njit(**_FB_OPTS)
-def softplus_fb(x, dy, y, dx, beta, threshold):  # pragma: no cover - compiled
+def softplus_fb(x, dy, y, dx, beta_t, threshold_t, beta):  # pragma: no cover - compiled
     for i in range(x.size):
         xi = x[i]
-        bx = xi * beta
-        y[i] = xi if bx > threshold else math.log1p(math.exp(min(bx, threshold))) / beta
-        dx[i] = dy[i] if bx > threshold else dy[i] * _sig(bx)
+        if xi * beta_t > threshold_t:
+            y[i] = xi
+            dx[i] = dy[i]
+        else:
+            xd = np.float64(xi)
+            y[i] = _softplus_body(xd, beta)
+            dx[i] = np.float64(dy[i]) * _sig(xd * beta)
 
 
 @njit(**_FB_OPTS)
 def gelu_fb(x, dy, y, dx):  # pragma: no cover - compiled
     for i in range(x.size):
-        xi = x[i]
-        e = math.erf(xi * _SQRT1_2)
-        y[i] = xi * 0.5 * (1 + e)
-        dx[i] = dy[i] * (0.5 * (1 + e) + xi * (math.exp(-0.5 * xi * xi) * _INV_SQRT_2PI))
+        xi = np.float64(x[i])
+        cdf = _ndtr(xi)
+        y[i] = xi * cdf
+        d = _at_zero(xi, _GELU0, cdf + xi * (_exp_half_square(xi) * _INV_SQRT_2PI))
+        dx[i] = np.float64(dy[i]) * d
 
 
 @njit(**_FB_OPTS)
 def silu_fb(x, dy, y, dx):  # pragma: no cover - compiled
     for i in range(x.size):
-        xi = x[i]
-        s = _sig(xi)
-        y[i] = xi * s
-        dx[i] = dy[i] * (s * (1 + xi * (1 - s)))
+        xi = np.float64(x[i])
+        y[i] = xi * _sig(xi)
+        dx[i] = np.float64(dy[i]) * _silu_d(xi)
 
 
 @njit(cache=True)
-def _softmax_fb_rows(x, dy, y, dx, log):  # pragma: no cover - compiled
+def _softmax_fb_rows(x, dy, y, dx, log, exact):  # pragma: no cover - compiled
     n, m = x.shape
-    _softmax_rows(x, y, log)
+    _softmax_rows(x, y, log, exact)
     for i in range(n):
         s = 0.0
         if log:
@@ -316,35 +494,34 @@ def _rows(x: np.ndarray, dim: int) -> tuple[np.ndarray, Any]:
     return flat, lambda r: np.moveaxis(r.reshape(shape), -1, dim)
 
 
-def _ufuncs(name: str, params: dict[str, Any]) -> tuple[Any, Any, Any, tuple[Any, ...]]:
+def _extra(name: str, params: dict[str, Any], dtype: np.dtype) -> tuple[Any, ...]:
+    t = dtype.type
+    if name == "leaky_relu":
+        return (float(params["negative_slope"]),)
+    if name == "elu":
+        return (float(params["alpha"]),)
+    if name == "softplus":
+        return (t(params["beta"]), t(params["threshold"]), float(params["beta"]))
+    return ()
+
+
+def _ufuncs(name: str, params: dict[str, Any]) -> tuple[Any, Any, Any]:
     g = globals()
-    if name == "selu":
-        return None, None, None, ()
     key = "gelu_tanh" if name == "gelu" and params.get("approximate") == "tanh" else name
-    extra: tuple[Any, ...] = {
-        "leaky_relu": lambda p: (p["negative_slope"],), "elu": lambda p: (p["alpha"],),
-        "softplus": lambda p: (p["beta"], p["threshold"]),
-    }.get(name, lambda p: ())(params)
-    return g[f"{key}_f"], g[f"{key}_d"], g[f"{key}_b"], extra
+    return g[f"{key}_f"], g[f"{key}_d"], g[f"{key}_b"]
 
 
 def forward(name: str, x: np.ndarray, **params: Any) -> np.ndarray:
     if name in ("softmax", "log_softmax"):
         rows, back = _rows(x, params["dim"])
         out = np.empty_like(rows)
-        _softmax_rows(rows, out, name == "log_softmax")
+        _softmax_rows(rows, out, name == "log_softmax", x.dtype == np.float64)
         return np.ascontiguousarray(back(out))
-    if name == "selu":
-        return SELU_SCALE * elu_f(x, x.dtype.type(SELU_ALPHA))
-    f, _, _, extra = _ufuncs(name, params)
-    return f(x, *(x.dtype.type(e) for e in extra))
+    return _ufuncs(name, params)[0](x, *_extra(name, params, x.dtype))
 
 
 def derivative(name: str, x: np.ndarray, **params: Any) -> np.ndarray:
-    if name == "selu":
-        return SELU_SCALE * elu_d(x, x.dtype.type(SELU_ALPHA))
-    _, d, _, extra = _ufuncs(name, params)
-    return d(x, *(x.dtype.type(e) for e in extra))
+    return _ufuncs(name, params)[1](x, *_extra(name, params, x.dtype))
 
 
 def backward(name: str, x: np.ndarray, dy: np.ndarray, **params: Any) -> np.ndarray:
@@ -354,12 +531,9 @@ def backward(name: str, x: np.ndarray, dy: np.ndarray, **params: Any) -> np.ndar
         out = np.empty_like(rows)
         # the fused kernel with y and dx in one array: each element of y is read before its
         # dx overwrites it
-        _softmax_fb_rows(rows, drows, out, out, name == "log_softmax")
+        _softmax_fb_rows(rows, drows, out, out, name == "log_softmax", x.dtype == np.float64)
         return np.ascontiguousarray(back(out))
-    if name == "selu":
-        return elu_b(x, dy * x.dtype.type(SELU_SCALE), x.dtype.type(SELU_ALPHA))
-    _, _, b, extra = _ufuncs(name, params)
-    return b(x, dy, *(x.dtype.type(e) for e in extra))
+    return _ufuncs(name, params)[2](x, dy, *_extra(name, params, x.dtype))
 
 
 def forward_backward(name: str, x: np.ndarray, dy: np.ndarray, **params: Any
@@ -369,13 +543,12 @@ def forward_backward(name: str, x: np.ndarray, dy: np.ndarray, **params: Any
         rows, back = _rows(x, params["dim"])
         drows, _ = _rows(dy, params["dim"])
         y, dx = np.empty_like(rows), np.empty_like(rows)
-        _softmax_fb_rows(rows, drows, y, dx, name == "log_softmax")
+        _softmax_fb_rows(rows, drows, y, dx, name == "log_softmax", x.dtype == np.float64)
         return np.ascontiguousarray(back(y)), np.ascontiguousarray(back(dx))
     if name not in _FUSED or (name == "gelu" and params.get("approximate") == "tanh"):
         return forward(name, x, **params), backward(name, x, dy, **params)
-    _, _, _, extra = _ufuncs(name, params)
     xf = np.ascontiguousarray(x).reshape(-1)
     dyf = np.ascontiguousarray(dy).reshape(-1)
     y, dx = np.empty_like(xf), np.empty_like(xf)
-    globals()[f"{name}_fb"](xf, dyf, y, dx, *(x.dtype.type(e) for e in extra))
+    globals()[f"{name}_fb"](xf, dyf, y, dx, *_extra(name, params, x.dtype))
     return y.reshape(x.shape), dx.reshape(x.shape)

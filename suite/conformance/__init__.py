@@ -2,10 +2,14 @@
 
 - :mod:`suite.conformance.optimizers`: any torch.optim-style optimizer against a reference
   update rule (``check_optimizer``).
+- :mod:`suite.conformance.activations`: any activation (a torch callable, an ``nn.Module``, an
+  ``autograd.Function`` or a NumPy forward/backward pair) against the exact values of a
+  reference activation (``check_activation``).
 
 ``from suite.conformance import check_optimizer`` keeps working.
 """
 
+from suite.conformance.activations import ActivationResult, check_activation
 from suite.conformance.optimizers import (
     CONFIGS,
     ConformanceResult,
@@ -18,8 +22,10 @@ from suite.conformance.optimizers import (
 
 __all__ = [
     "CONFIGS",
+    "ActivationResult",
     "ConformanceResult",
     "Failure",
+    "check_activation",
     "check_optimizer",
     "load_object",
     "signature_supports",

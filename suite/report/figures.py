@@ -197,3 +197,37 @@ def asv_history(asv: pd.DataFrame) -> Figure:
     if len(sub.groupby(["benchmark", "params"])) <= 12:
         ax.legend(fontsize=6)
     return fig
+
+
+def thread_sweep_table(roof: pd.DataFrame) -> pd.DataFrame:
+    """Per optimizer and thread count: each implementation's step time (ms) and GB/s, and the
+    paired ceiling's GB/s."""
+    t = roof.pivot_table(index=["optimizer", "threads"], columns="implementation",
+                         values=["seconds", "GB_per_s"], aggfunc="first", sort=False)
+    t.columns = [f"{impl} {'ms' if q == 'seconds' else 'GB/s'}" for q, impl in t.columns]
+    for c in [c for c in t.columns if c.endswith(" ms")]:
+        t[c] = t[c] * 1e3
+    ceil = roof.groupby(["optimizer", "threads"], sort=False)["ceiling_GB_per_s"].first()
+    return t.join(ceil.rename("ceiling GB/s")).reset_index()
+
+
+def thread_sweep(roof: pd.DataFrame) -> Figure:
+    """GB/s against the thread count, one panel per optimizer: the Numba step, torch.optim's
+    implementations and the paired ceiling."""
+    opts = list(dict.fromkeys(roof["optimizer"]))
+    fig, axes = plt.subplots(1, len(opts), figsize=(3.2 * len(opts), 3.6), squeeze=False,
+                             sharey=True)
+    for ax, o in zip(axes[0], opts, strict=True):
+        sub = roof[roof.optimizer == o]
+        for impl, s in sub.groupby("implementation", sort=False):
+            if impl == "numba" or impl.startswith("torch.optim"):
+                ax.plot(s["threads"], s["GB_per_s"], marker="o", label=impl)
+        c = sub.groupby("threads")["ceiling_GB_per_s"].first()
+        ax.plot(c.index, c.values, "k--", label="ceiling (paired)")
+        ax.set(title=f"{o} ({sub['config'].iloc[0]})" if "config" in sub else o,
+               xlabel="threads", xticks=sorted(sub["threads"].unique()))
+    axes[0][0].set_ylabel("GB/s (bytes a step must move / time)")
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle(f"Thread sweep, {roof['size'].iloc[0]:,} {roof['dtype'].iloc[0]} elements")
+    fig.tight_layout()
+    return fig

@@ -82,10 +82,17 @@ def speed_section(frames: Frames) -> str:
     out = []
     if "roofline" in frames:
         r = frames["roofline"]
-        out.append(_img(F.roofline_bars(r), "roofline bars"))
-        cols = ["optimizer", "implementation", "seconds", "GB_per_s", "fraction_of_triad",
+        one_t = r[r["threads"] == r["threads"].min()] if "threads" in r else r
+        out.append(_img(F.roofline_bars(one_t), "roofline bars"))
+        cols = ["optimizer", "config", "implementation", "threads", "seconds", "spread",
+                "GB_per_s", "fraction_of_ceiling", "fraction_spread", "fraction_of_triad",
                 "speedup_vs_best_torch", "temporaries", "torch_threads", "numba_threads"]
-        out.append(_table(r[[c for c in cols if c in r]], 100))
+        out.append(_table(r[[c for c in cols if c in r]], 200))
+        if "threads" in r and r["threads"].nunique() > 1:
+            out.append("<h3>Thread sweep: step time and GB/s per thread count, ours and "
+                       "torch's (best of interleaved rounds)</h3>")
+            out.append(_img(F.thread_sweep(r), "thread sweep"))
+            out.append(_table(F.thread_sweep_table(r), 200))
     if "pytest_benchmark" in frames:
         pb = frames["pytest_benchmark"]
         cols = [c for c in ("group", "name", "median", "iqr", "rounds", "extra_size",
@@ -109,12 +116,22 @@ def comparison_section(frames: Frames) -> str:
     if "roofline" in frames and frames["roofline"]["run"].nunique() > 1:
         r = frames["roofline"]
         runs = list(dict.fromkeys(r["run"]))
-        a = r[r.run == runs[0]].set_index(["optimizer", "implementation"])["seconds"]
-        b = r[r.run == runs[-1]].set_index(["optimizer", "implementation"])["seconds"]
-        ratio = (b / a).rename("time_ratio").reset_index()
-        ratio["change"] = ratio["time_ratio"].map(
-            lambda x: "slower" if x > 1.25 else "faster" if x < 0.8 else "within noise")
-        parts.append(f"<h3>Speed: {runs[-1]} vs {runs[0]} (beyond ±25 % counts as a change)"
+        key = [k for k in ("optimizer", "implementation", "threads") if k in r]
+        cols = ["seconds", "spread"] if "spread" in r else ["seconds"]
+        j = r[r.run == runs[0]].set_index(key)[cols].join(
+            r[r.run == runs[-1]].set_index(key)[cols], lsuffix="_a", rsuffix="_b", how="inner")
+        ratio = (j["seconds_b"] / j["seconds_a"]).rename("time_ratio").to_frame()
+        if "spread" in r:  # each run's stated spread (median / best - 1), both added up
+            ratio["spread"] = (j["spread_a"] + j["spread_b"]).clip(lower=0.05).fillna(0.25)
+            how = "beyond the two runs' stated spreads (at least ±5 %) counts as a change"
+        else:
+            ratio["spread"] = 0.25
+            how = "beyond ±25 % counts as a change"
+        ratio = ratio.reset_index()
+        ratio["change"] = [
+            "slower" if x > 1 + t else "faster" if x < 1 / (1 + t) else "within spread"
+            for x, t in zip(ratio["time_ratio"], ratio["spread"], strict=True)]
+        parts.append(f"<h3>Speed: {runs[-1]} vs {runs[0]} ({how})"
                      "</h3>" + _table(ratio, 100))
     if "gradstats_summary" in frames and frames["gradstats_summary"]["run"].nunique() > 1:
         s = frames["gradstats_summary"]
@@ -137,10 +154,37 @@ def comparison_section(frames: Frames) -> str:
     return "".join(parts)
 
 
+def accuracy_section(frames: Frames) -> str:
+    """Activation accuracy: the largest error in ulps beyond the condition number, per cell."""
+    if "accuracy" not in frames:
+        return ""
+    a = frames["accuracy"]
+    wide = a.pivot_table(index=["function", "quantity", "dtype"], columns="implementation",
+                         values="max_excess", aggfunc="max", sort=False).reset_index()
+    bad = a[~a["passed"].astype(bool)]
+    cols = ["function", "quantity", "dtype", "implementation", "max_ulp", "worst_x",
+            "expected", "got", "false_zeros", "nonfinite"]
+    text = ("<p>Largest error in ulps beyond the condition number κ(x) = |x g'(x)/g(x)| "
+            "against mpmath (40 digits), on a grid over all magnitudes and the tails; the "
+            "bound is 1 ulp float32 / 4 ulp float64 (numba 2 / 4; softmax 2 / 8, no κ). "
+            f"<span class='{'bad' if len(bad) else ''}'>{len(bad)} of {len(a)} cells over "
+            "the bound</span>.</p>")
+    return (text + _table(wide, 200) + "<h3>Cells over the bound</h3>"
+            + _table(bad[[c for c in cols if c in bad]], 200))
+
+
+def _training_section(frames: Frames) -> str:
+    from suite.report import training
+
+    return training.section(frames)
+
+
 SECTIONS: list[tuple[str, Callable[[Frames], str]]] = [
     ("Cross-validation against torch.optim", crossval_section),
     ("Convergence on test functions", convergence_section),
     ("Gradient statistics at initialisation", gradstats_section),
     ("Speed", speed_section),
+    ("Training on real data", _training_section),
     ("Changes between runs", comparison_section),
+    ("Activation accuracy", accuracy_section),
 ]

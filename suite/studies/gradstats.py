@@ -22,12 +22,18 @@ and :func:`summary` gives ``R_z = log10(‖∂L/∂z_1‖ / ‖∂L/∂z_L‖)``
 
 Backends: ``numpy`` and ``numba`` use the hand-written delta rule of :mod:`suite.mlp` (with the
 activation kernels of that backend); ``torch`` uses autograd on the same weights.
+
+``activation`` is a built-in name or a user's elementwise activation on torch tensors (a
+function, an ``nn.Module`` instance or class, an ``autograd.Function``): the torch backend runs
+it, and the mean-field prediction integrates its values and its autograd derivative on the
+same quadrature grid as for the built-ins (:class:`CallableActivation`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -56,12 +62,73 @@ def gaussian_expectation(fn: Any, q: float) -> float:
     return float(right + left)
 
 
-def mean_field(activation: str, init: str, widths: Sequence[int], input_second_moment: float
+@dataclass(frozen=True)
+class CallableActivation:
+    """A user's elementwise activation on torch tensors, evaluated on NumPy arrays in float64:
+    ``forward`` its values, ``derivative`` its autograd derivative (backward of the sum)."""
+
+    fn: Callable[[Any], Any]
+    name: str
+
+    @classmethod
+    def wrap(cls, fn: Any) -> CallableActivation:
+        import torch
+
+        if isinstance(fn, CallableActivation):
+            return fn
+        target = fn
+        if isinstance(fn, type) and issubclass(fn, torch.autograd.Function):
+            target = fn.apply
+        elif isinstance(fn, type) and issubclass(fn, torch.nn.Module):
+            target = fn()
+        if not callable(target):
+            raise TypeError(f"activation must be a built-in name or a callable on tensors, "
+                            f"got {type(fn).__name__}")
+        owner = fn if isinstance(fn, type) or hasattr(fn, "__qualname__") else type(fn)
+        return cls(target, getattr(owner, "__qualname__", repr(fn)))
+
+    def _eval(self, z: np.ndarray, grad: bool) -> np.ndarray:
+        import torch
+
+        t = torch.tensor(np.asarray(z, np.float64), requires_grad=grad)
+        y = self.fn(t)
+        if not grad:
+            return y.detach().numpy()
+        y.sum().backward()
+        return t.grad.numpy()  # type: ignore[union-attr]
+
+    def forward(self, z: np.ndarray) -> np.ndarray:
+        return self._eval(z, False)
+
+    def derivative(self, z: np.ndarray) -> np.ndarray:
+        return self._eval(z, True)
+
+    @property
+    def max_derivative(self) -> float:
+        """sup |f'| on [-12, 12] (for the ``saturated_frac`` threshold)."""
+        return float(np.max(np.abs(self.derivative(np.linspace(-12, 12, 24001)))))
+
+
+def _activation(activation: Any, **act_params: Any) -> Any:
+    """The activation's object with ``forward``/``derivative`` on arrays, and its name."""
+    if isinstance(activation, str):
+        act = activations.get(activation, **act_params)
+        if act.spec.derivative is None:
+            raise ValueError(f"{activation} is not elementwise; mean-field theory here needs "
+                             "f'(z)")
+        return act
+    if act_params:
+        raise TypeError(f"parameters {sorted(act_params)} go with a built-in activation name; "
+                        "bind them into the callable instead")
+    return CallableActivation.wrap(activation)
+
+
+def mean_field(activation: Any, init: str, widths: Sequence[int], input_second_moment: float
                = 1.0, **act_params: Any) -> pd.DataFrame:
-    """Per hidden layer l: q_l (pre-activation variance), χ_l and the predicted factor."""
-    act = activations.get(activation, **act_params)
-    if act.spec.derivative is None:
-        raise ValueError(f"{activation} is not elementwise; mean-field theory here needs f'(z)")
+    """Per hidden layer l: q_l (pre-activation variance), χ_l and the predicted factor.
+
+    ``activation``: a built-in name or a callable on tensors (see the module docstring)."""
+    act = _activation(activation, **act_params)
     rows = []
     q = widths[0] * mlp.weight_variance(init, widths[0], widths[1]) * input_second_moment
     for layer in range(1, len(widths) - 1):
@@ -73,10 +140,11 @@ def mean_field(activation: str, init: str, widths: Sequence[int], input_second_m
     return pd.DataFrame(rows)
 
 
-def fixed_point(activation: str, sigma_w2: float, q0: float = 1.0, iters: int = 2000,
+def fixed_point(activation: Any, sigma_w2: float, q0: float = 1.0, iters: int = 2000,
                 **act_params: Any) -> float:
     """q* of q ← σ_w² E[f(√q u)²] (iterated from q0)."""
-    act = activations.get(activation, **act_params)
+    act = _activation(activation, **act_params) if not isinstance(activation, str) else \
+        activations.get(activation, **act_params)
     q = q0
     for _ in range(iters):
         q = sigma_w2 * gaussian_expectation(lambda z: act.forward(z) ** 2, q)
@@ -87,7 +155,7 @@ def _norm(x: Any) -> float:
     return float(np.linalg.norm(np.asarray(x, dtype=np.float64)))
 
 
-def run(activation: str, init: str, depth: int, width: int, batch: int, seed: int = 0,
+def run(activation: Any, init: str, depth: int, width: int, batch: int, seed: int = 0,
         backend: str = "torch", loss: str = "mse", input_dist: str = "normal",
         in_features: int | None = None, out_features: int = 10, dtype: str = "float64",
         **act_params: Any) -> pd.DataFrame:
@@ -100,6 +168,10 @@ def run(activation: str, init: str, depth: int, width: int, batch: int, seed: in
         raise ValueError(f"unknown backend {backend!r}; expected numpy, numba or torch")
     if input_dist not in ("normal", "uniform"):
         raise ValueError(f"input_dist={input_dist!r}; expected 'normal' or 'uniform'")
+    user = None if isinstance(activation, str) else _activation(activation, **act_params)
+    if user is not None and backend != "torch":
+        raise ValueError(f"backend={backend!r}: a callable activation runs on the torch "
+                         "backend only")
     rng = np.random.default_rng(seed)
     n_in = in_features or width
     widths = [n_in] + [width] * (depth - 1) + [out_features]
@@ -108,25 +180,31 @@ def run(activation: str, init: str, depth: int, width: int, batch: int, seed: in
          else rng.uniform(-math.sqrt(3), math.sqrt(3), (batch, n_in)))
     target: Any = (rng.standard_normal((batch, out_features)) if loss == "mse"
                    else rng.integers(0, out_features, batch))
-    net = mlp.MLP([w.astype(dtype) for w in ws], [b.astype(dtype) for b in bs], activation,
-                  act_params or None, backend="numpy" if backend == "torch" else backend)
+    # a user's callable replaces the (unused) built-in activation in the torch pass below
+    net = mlp.MLP([w.astype(dtype) for w in ws], [b.astype(dtype) for b in bs],
+                  activation if user is None else "relu", act_params or None,
+                  backend="numpy" if backend == "torch" else backend)
     xd = x.astype(dtype)
     tg = target.astype(dtype) if loss == "mse" else target
     if backend == "torch":
         import torch
 
-        p = mlp.torch_gradients(net, xd, tg, loss, dtype=getattr(torch, dtype))
+        p = mlp.torch_gradients(net, xd, tg, loss, dtype=getattr(torch, dtype),
+                                activation_fn=None if user is None else user.fn)
     else:
         p = mlp.run(net, xd, tg, loss)
-    act = net.act
-    mf = mean_field(activation, init, widths, 1.0, **act_params) \
-        if act.spec.derivative is not None else None
+    act: Any = net.act if user is None else user
+    elementwise = user is not None or net.act.spec.derivative is not None
+    max_derivative = user.max_derivative if user is not None else net.act.spec.max_derivative
+    mf = mean_field(user if user is not None else activation, init, widths, 1.0,
+                    **act_params) if elementwise else None
+    label = activation if user is None else user.name
     rows = []
     norms = [_norm(d) for d in p.delta]
     for layer in range(1, depth + 1):
         z = np.asarray(p.z[layer - 1], dtype=np.float64)
         row: dict[str, Any] = {
-            "activation": activation, "init": init, "depth": depth, "width": width,
+            "activation": label, "init": init, "depth": depth, "width": width,
             "batch": batch, "seed": seed, "backend": backend, "loss": loss, "dtype": dtype,
             "layer": layer, "units": z.shape[1],
             "preact_grad_norm": norms[layer - 1],
@@ -136,14 +214,13 @@ def run(activation: str, init: str, depth: int, width: int, batch: int, seed: in
         if layer < depth:
             with np.errstate(all="ignore"):
                 h = np.asarray(act.forward(z), dtype=np.float64)
-                fp = np.asarray(act.derivative(z), dtype=np.float64) \
-                    if act.spec.derivative is not None else None
+                fp = np.asarray(act.derivative(z), dtype=np.float64) if elementwise else None
             n_l, n_next = widths[layer], widths[layer + 1]
             s2 = n_l * mlp.weight_variance(init, n_l, n_next)
             row.update({
                 "act_mean": float(h.mean()), "act_std": float(h.std()),
                 "dead_frac": float(np.mean(np.all(h == 0, axis=0))),
-                "saturated_frac": float(np.mean(np.abs(fp) < 0.01 * act.spec.max_derivative))
+                "saturated_frac": float(np.mean(np.abs(fp) < 0.01 * max_derivative))
                 if fp is not None else np.nan,
                 "empirical_factor": math.sqrt(s2 * float(np.mean(fp**2)))
                 if fp is not None else np.nan,
