@@ -312,7 +312,7 @@ def test_verdict_thresholds_are_one_decade():
 
     cases = [(1.0, 10.5, "vanishing"), (1.0, 9.5, "stable"), (10.5, 1.0, "exploding"),
              (9.5, 1.0, "stable"), (0.0, 1.0, "vanished"), (1.0, 0.0, "exploded"),
-             (1.0, 1.0, "stable")]
+             (1.0, 1.0, "stable"), (1.0, 10.0, "stable"), (10.0, 1.0, "stable")]
     for first, last, verdict in cases:
         s = G.summary(pd.DataFrame(net(first, last)))
         assert s["verdict"].item() == verdict, (first, last)
@@ -386,3 +386,28 @@ def test_bce_clamps_logs_at_minus_100_and_entropy_of_one_row(backend):
     v = np.asarray(ent.value(_conv(backend, q), None, "none"))
     assert v.shape == ()
     assert v == pytest.approx(1.5 * math.log(2), rel=1e-15)
+
+
+@pytest.mark.parametrize("key", ["init", "depth", "width", "batch", "seed", "backend", "loss",
+                                 "dtype", "activation"])
+def test_summary_keeps_networks_apart(key):
+    """Two networks that differ in one setting only are two rows, each with its own R_z, max
+    saturated and dead fractions."""
+    import pandas as pd
+
+    base = {"activation": "relu", "init": "he_normal", "depth": 2, "width": 8, "batch": 4,
+            "seed": 0, "backend": "numpy", "loss": "mse", "dtype": "float64"}
+    other = {**base, key: {"depth": 3, "width": 16, "batch": 8, "seed": 1}.get(key, "other")}
+    frames = []
+    for net, (first, dead) in ((base, (1.0, 0.25)), (other, (100.0, 0.5))):
+        frames.append(pd.DataFrame({**net, "layer": [1, 2], "preact_grad_norm": [first, 1.0],
+                                    "predicted_factor": [1.0, np.nan],
+                                    "saturated_frac": [dead / 2, np.nan],
+                                    "dead_frac": [dead, np.nan]}))
+    s = G.summary(pd.concat(frames, ignore_index=True))
+    assert len(s) == 2
+    assert list(s["R_z"]) == [0.0, 2.0]
+    assert list(s["verdict"]) == ["stable", "exploding"]
+    assert list(s["max_dead_frac"]) == [0.25, 0.5]
+    assert list(s["max_saturated_frac"]) == [0.125, 0.25]
+    assert list(s[key]) == [base[key], other[key]]
