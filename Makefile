@@ -37,6 +37,7 @@ asv: $(STAMP)
 	$(BIN)/asv machine --yes
 	$(BIN)/asv run --launch-method forkserver --show-stderr $(COMMITS)
 	$(BIN)/asv publish
+	$(BIN)/python scripts/asv_offline.py .asv/html   # jQuery, flot, bootstrap from npm: works offline
 
 # Mutation testing (mutmut), one module at a time with its own test files, at most BUDGET
 # seconds per module on JOBS processes; scores in mutation/scores.json. MODULES= picks some.

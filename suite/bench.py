@@ -219,6 +219,11 @@ def paired_times(fns: dict[str, Callable[[], Any]], repeats: int = 7, min_time: 
 
 
 def _median_time(fn: Callable[[], Any], repeats: int, min_time: float = 0.02) -> float:
+    return float(np.median(_time_samples(fn, repeats, min_time)))
+
+
+def _time_samples(fn: Callable[[], Any], repeats: int, min_time: float = 0.02) -> list[float]:
+    """Seconds per call, one sample per repeat (each of at least ``min_time``)."""
     fn()
     t0 = time.perf_counter()
     fn()
@@ -230,7 +235,7 @@ def _median_time(fn: Callable[[], Any], repeats: int, min_time: float = 0.02) ->
         for _ in range(inner):
             fn()
         samples.append((time.perf_counter() - t0) / inner)
-    return float(np.median(samples))
+    return samples
 
 
 def triad_bandwidth(size: int, dtype: str = "float32", repeats: int = 7) -> dict[str, float]:

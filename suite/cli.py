@@ -1,16 +1,21 @@
 """The ``gradsuite`` command (also ``python -m suite``).
 
-Subcommands: ``run`` (the main job: every study, written to reports/), ``check-references``
-(our rules against torch.optim), ``check`` (a user's optimizer against a reference),
-``check-activation`` (a user's activation against the exact values), ``list``.
-Exit codes: 0 success, 1 a check failed, 2 bad usage or input.
+Subcommands: ``run`` (the main job: every study, written to reports/), ``report`` (the HTML page
+of one run, or a comparison of runs), ``check-references`` (our rules against torch.optim),
+``check`` (a user's optimizer against a reference), ``check-activation`` (a user's activation
+against the exact values), ``bench`` (the roofline), ``list``.
+Exit codes: 0 success, 1 a check failed, 2 bad usage or input, 130 interrupted (Ctrl-C), 143
+terminated (SIGTERM). Interrupting or terminating ends the worker processes too.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 
@@ -74,48 +79,99 @@ def cmd_check_references(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rename(value: str) -> dict[str, str]:
+    """``momentum=beta,lr=learning_rate`` -> {"momentum": "beta", "lr": "learning_rate"}."""
+    out: dict[str, str] = {}
+    for part in _csv(value):
+        ref, sep, theirs = part.partition("=")
+        if not sep or not ref.strip() or not theirs.strip():
+            raise ValueError(
+                f"--rename expects reference=theirs pairs such as momentum=beta, got {part!r}")
+        out[ref.strip()] = theirs.strip()
+    return out
+
+
 def cmd_check(args: argparse.Namespace) -> int:
-    from suite.conformance import check_optimizer, load_object
+    import json
+
+    from suite.conformance import check_optimizer
+    from suite.conformance.optimizers import UNIT_ROUNDOFF
     from suite.optim import get_spec
+    from suite.probes import PROBES
+    from suite.subjects import add_cwd_to_path, load_object
     from suite.sweep import set_threads
+
+    def usage(message: str) -> int:
+        print(f"error: {message}", file=sys.stderr)
+        return 2
 
     set_threads(1)
     try:
         spec = get_spec(args.reference)
+        rename = _rename(args.rename)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        opt = load_object(args.optimizer)
-    except ImportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return usage(str(exc))
+    if args.steps < 1:
+        return usage(f"--steps {args.steps}: expected a positive number of steps")
+    bad = [d for d in args.dtypes if d not in UNIT_ROUNDOFF]
+    if bad or not args.dtypes:
+        return usage(f"--dtypes {','.join(args.dtypes) or repr('')}: expected some of "
+                     f"{', '.join(UNIT_ROUNDOFF)}")
+    bad = [p for p in args.probes if p not in PROBES]
+    if bad or not args.probes:
+        return usage(f"--probes {','.join(args.probes) or repr('')}: expected some of "
+                     f"{', '.join(PROBES)}")
     configs = None
-    if args.configs:
-        import json
-
+    if args.configs is not None:
         try:
             configs = json.loads(args.configs)
-            if not (isinstance(configs, list) and all(isinstance(c, dict) for c in configs)):
-                raise ValueError(args.configs)
         except ValueError:
-            print(f"error: --configs must be a JSON list of objects, got {args.configs!r}",
-                  file=sys.stderr)
-            return 2
+            configs = None
+        if not (isinstance(configs, list) and all(isinstance(c, dict) for c in configs)):
+            return usage(f"--configs must be a JSON list of objects, got {args.configs!r}")
+        if not configs:
+            return usage("--configs is an empty list: nothing to check")
+        for i, c in enumerate(configs):
+            if "betas" in c and isinstance(c["betas"], list):
+                c["betas"] = tuple(c["betas"])
+            try:
+                spec.resolve(**c)
+            except (TypeError, ValueError) as exc:
+                return usage(f"--configs entry {i} {json.dumps(c)}: {exc}")
+    unknown = sorted(set(rename) - set(spec.defaults))
+    if unknown:
+        return usage(f"--rename {', '.join(unknown)}: not a hyperparameter of {spec.name} "
+                     f"({', '.join(spec.defaults)})")
+    added = add_cwd_to_path()
+    try:
+        load_object(args.optimizer)
+    except ImportError as exc:
+        return usage(f"{exc} (the current directory {Path.cwd()} is on the import path)")
+    if added:
+        print(f"note: the current directory {added} was put on the import path, as python -m "
+              "does", file=sys.stderr)
     try:  # construct once up front, so that a broken constructor is a usage error
         import torch
 
-        opt([torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))],
-            **spec.resolve(**(configs[0] if configs else {})))
+        from suite.conformance.optimizers import accepted_hyperparameters
+        from suite.subjects import resolve
+
+        subject = resolve(args.optimizer, reference=spec.name, rename=rename)
+        status = accepted_hyperparameters(subject, spec.defaults)
+        subject.make([torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))],
+                     **{k: v for k, v in spec.defaults.items() if status[k] == "accepted"})
     except Exception as exc:  # noqa: BLE001 - any failure of the user's class is reported
-        print(f"error: {args.optimizer} raised on construction: {type(exc).__name__}: {exc}",
-              file=sys.stderr)
-        return 2
-    result = check_optimizer(opt, reference=spec.name, configs=configs, steps=args.steps,
-                             dtypes=args.dtypes)
+        return usage(f"{args.optimizer} raised on construction: {type(exc).__name__}: {exc}")
+    try:
+        result = check_optimizer(args.optimizer, reference=spec.name, configs=configs,
+                                 steps=args.steps, dtypes=args.dtypes, probes=args.probes,
+                                 rename=rename, strict_state=args.strict_state)
+    except (TypeError, ValueError) as exc:
+        return usage(str(exc))
     print(result)
-    cols = ["config", "probe", "dtype", "passed", "max_error_param", "max_error_state",
-            "first_bad_step", "quantity", "tol"]
+    cols = ["config", "probe", "dtype", "applicable", "passed", "state_agrees",
+            "max_error_param", "max_error_state", "first_bad_step", "quantity", "tol",
+            "explained_by"]
     print()
     _print_frame(result.frame[[c for c in cols if c in result.frame]])
     return 0 if result.passed else 1
@@ -251,27 +307,55 @@ def cmd_bench_ratios(args: argparse.Namespace) -> int:
     return 0
 
 
+DESCRIPTION = """\
+gradsuite: reference optimizers and activations that agree with torch.optim, conformance checks
+for your own optimizer, convergence, gradient-statistics and speed studies, one HTML report.
+
+  gradsuite run                  every study -> reports/run-<time>/index.html
+  gradsuite report [RUN ...]     rebuild the newest run's page, or compare runs
+  gradsuite check MOD:CLASS --reference adam   check your optimizer against a reference
+  gradsuite check-activation MOD:FN --reference gelu   check your activation
+  gradsuite check-references     our references against torch.optim
+  gradsuite bench                the roofline: optimizer steps vs memory bandwidth
+  gradsuite bench-activations    activations' forward + backward vs torch
+  gradsuite bench-ratios FILE    speed ratios from a pytest-benchmark JSON file
+  gradsuite list                 optimizers, configurations, activations, losses, problems
+
+Exit codes: 0 success, 1 a check failed, 2 bad usage or input, 130 interrupted, 143 terminated.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gradsuite", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="gradsuite", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("list", help="optimizers, configurations and other names")
+    p = sub.add_parser("list", help="optimizers, configurations and other names",
+                       description="List the reference optimizers (torch.optim twin, number "
+                       "of configurations, defaults), aliases, activations, losses and test "
+                       "problems.")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("check-references",
                        help="cross-validate our rules (numpy, numba, torch) against torch.optim")
-    p.add_argument("--optimizers", type=_csv, default=[], help="comma-separated subset")
-    p.add_argument("--probes", type=_csv, default=["scaled", "model"])
-    p.add_argument("--dtypes", type=_csv, default=["float64", "float32"])
-    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--optimizers", type=_csv, default=[],
+                   help="comma-separated subset of the references (default: all)")
+    p.add_argument("--probes", type=_csv, default=["scaled", "model"],
+                   help="comma-separated gradient probes: scaled (magnitudes 1e-8..1e3), "
+                   "model (a small network's gradients) (default: both)")
+    p.add_argument("--dtypes", type=_csv, default=["float64", "float32"],
+                   help="comma-separated dtypes (default float64,float32)")
+    p.add_argument("--steps", type=int, default=200,
+                   help="optimizer steps per comparison (default 200)")
     p.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
     p.add_argument("--quick", action="store_true", help="PyTorch's own configurations only")
     p.add_argument("--out", help="write the full frame here (.csv or .parquet)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_check_references)
 
     p = sub.add_parser("bench", help="the roofline: optimizer steps vs streaming bandwidth")
-    p.add_argument("--size", type=int, default=1 << 23, help="elements per step")
+    p.add_argument("--size", type=int, default=1 << 23,
+                   help="elements per step (default 8388608 = 2**23, far beyond the caches)")
     p.add_argument("--threads", type=int, nargs="+", default=[1],
                    help="thread count(s) for torch and Numba, e.g. --threads 1 2 (Numba "
                         "needs NUMBA_NUM_THREADS >= the largest)")
@@ -280,37 +364,64 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bound", action="store_true",
                    help="also time each Numba step in cache and from memory against the "
                         "ceiling: compute- or memory-bound, per thread count")
-    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"],
+                   help="element type (default float32)")
     p.add_argument("--optimizers", type=_csv, default=["sgd", "adagrad", "rmsprop", "adam",
-                                                        "adamw"])
-    p.add_argument("--repeats", type=int, default=7)
+                                                        "adamw"],
+                   help="comma-separated references (default: all five)")
+    p.add_argument("--repeats", type=int, default=7,
+                   help="timed repeats per step; the median is reported (default 7)")
     p.add_argument("--out", help="write the frame here (.csv or .parquet)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("bench-activations",
                        help="activations' forward + backward: ours vs torch, paired timings")
     p.add_argument("--activations", type=_csv, default=[], help="comma-separated subset")
-    p.add_argument("--size", type=int, default=1_000_000)
-    p.add_argument("--threads", type=int, nargs="+", default=[1])
-    p.add_argument("--repeats", type=int, default=9)
+    p.add_argument("--size", type=int, default=1_000_000,
+                   help="float32 elements per call (default 1000000)")
+    p.add_argument("--threads", type=int, nargs="+", default=[1],
+                   help="thread count(s) for torch and Numba (default 1)")
+    p.add_argument("--repeats", type=int, default=9,
+                   help="rounds of adjacent timings; the median ratio is reported (default 9)")
     p.add_argument("--out", help="write the frame here (.csv or .parquet)")
     p.set_defaults(func=cmd_bench_activations)
 
     p = sub.add_parser("bench-ratios",
                        help="speed ratios (others / ours) from a pytest-benchmark JSON file")
     p.add_argument("json", help="pytest-benchmark --benchmark-json output")
-    p.add_argument("--stat", default="median", choices=["median", "min", "mean"])
+    p.add_argument("--stat", default="median", choices=["median", "min", "mean"],
+                   help="which statistic of each benchmark to compare (default median)")
     p.add_argument("--groups", help="regular expression the group must contain")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
     p.set_defaults(func=cmd_bench_ratios)
 
-    p = sub.add_parser("check", help="check an optimizer (module:Class) against a reference")
-    p.add_argument("optimizer", help="import path, e.g. mypackage.optim:MyAdam")
-    p.add_argument("--reference", required=True, help="sgd, adagrad, rmsprop, adam or adamw")
-    p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--dtypes", type=_csv, default=["float64", "float32"])
-    p.add_argument("--configs", help="JSON list of hyperparameter dicts to check instead")
+    p = sub.add_parser(
+        "check", help="check an optimizer (module:Class) against a reference",
+        description="Check an optimizer against a gradsuite reference rule, step by step. The "
+                    "current directory is put on the import path, as python -m does. Exit 0: "
+                    "the parameters agree (and, with --strict-state, the state too); 1: they "
+                    "disagree; 2: bad input.")
+    p.add_argument("optimizer", help="import path of a class or factory, e.g. "
+                   "mypackage.optim:MyAdam (imported from the current directory too)")
+    p.add_argument("--reference", required=True, help="the rule to compare with: sgd, adagrad, "
+                   "rmsprop, adam, adamw (see gradsuite list)")
+    p.add_argument("--steps", type=int, default=200,
+                   help="steps per run (default 200)")
+    p.add_argument("--dtypes", type=_csv, default=["float64", "float32"],
+                   help="comma-separated: float64, float32, bfloat16, float16 "
+                        "(default float64,float32)")
+    p.add_argument("--probes", type=_csv, default=["scaled", "decay", "sparse", "model"],
+                   help="comma-separated gradient probes (default all four: scaled, decay, "
+                        "sparse, model)")
+    p.add_argument("--configs", help="JSON list of hyperparameter dicts (torch.optim's names) "
+                   "to check instead of the default configurations, e.g. '[{\"lr\": 0.01}]'")
+    p.add_argument("--rename", default="",
+                   help="map the reference's hyperparameter names to the optimizer's, e.g. "
+                        "momentum=beta,lr=learning_rate")
+    p.add_argument("--strict-state", action="store_true",
+                   help="also require the state under torch.optim's names to mean what "
+                        "torch's does (state_dict interchangeability)")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("check-activation",
@@ -336,14 +447,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that cleanups run (worker processes end)."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated(signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from suite.sweep import MissingExtraError
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = None
+    with contextlib.suppress(ValueError):  # not the main thread: leave SIGTERM alone
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(args.func(args))
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except MissingExtraError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

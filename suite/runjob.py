@@ -1,16 +1,23 @@
 """``gradsuite run``: the main job. Every part of the suite, written to its own run directory.
 
-A run directory ``reports/run-<UTC time>/`` holds one Parquet (and CSV) file per frame,
-``provenance.json`` (versions, commit, CPU, threads, command line, seeds, start and end time) and
-``index.html``. Nothing in an earlier run directory is ever touched; every file is written
-atomically. Sweeps (cross-validation, gradient statistics) checkpoint every finished cell in
-``.cells/``; ``--resume DIR`` skips parts whose frames are on disk and reruns only the
-unfinished cells of the others, so an interrupted run (Ctrl-C, kill) keeps what it finished.
+A run directory ``reports/run-<UTC time>/`` holds one Parquet file per frame (CSV as well with
+``--csv``), ``options.json`` (the options it was started with), ``provenance.json`` (versions,
+commit, CPU, threads, command line, seeds, start and end time) and ``index.html``. Nothing in
+an earlier run directory is ever overwritten; every file is written atomically.
+
+Sweeps (cross-validation, gradient statistics) checkpoint every finished cell under
+``.cells/<part>`` (a part's cells go in ``.cells/<part>`` or ``.cells/<part>-*``); the
+checkpoints are removed once the part's frames are written. ``--resume DIR`` takes the
+options ``DIR`` was started with (options given again must agree), keeps the parts whose
+frames are on disk, reruns only the unfinished cells of the others, runs the parts added with
+``--parts`` and writes a new version of the page (``index-2.html``, ...): an interrupted run
+(Ctrl-C, SIGTERM) keeps what it finished, and a finished run can be extended.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import os
 import platform
@@ -136,7 +143,12 @@ PARTS: dict[str, PartFn] = {"crossval": _part_crossval, "convergence": _part_con
 
 
 def register(name: str, fn: PartFn) -> None:
+    """Add a part. It runs before ``speed``, which stays last: the roofline's allocator
+    setting (every block >= 64 KiB mmap-ed) stays for the rest of the process."""
+    speed = PARTS.pop("speed", None)
     PARTS[name] = fn
+    if speed is not None and name != "speed":
+        PARTS["speed"] = speed
 
 
 def _part_accuracy(args: argparse.Namespace) -> dict[str, pd.DataFrame]:
@@ -198,11 +210,84 @@ def new_run_dir(root: Path) -> Path:
     raise RuntimeError(f"could not create a new run directory under {root}")
 
 
+DEFAULT_OPTIONS: dict[str, Any] = {
+    "size": "default", "seed": 0,
+    "optimizers": ["sgd", "adagrad", "rmsprop", "adam", "adamw"],
+    "problems": ["himmelblau", "rosenbrock", "beale", "booth", "rastrigin", "ackley",
+                 "goldstein_price", "styblinski_tang", "three_hump_camel"],
+}
+#: options that decide what a part measures: a resumed run must keep them
+_FIXED_ON_RESUME = ("size", "seed")
+
+
+def _recorded_options(run_dir: Path) -> dict[str, Any]:
+    """The options a run directory was started with (``options.json``; older runs: what
+    ``provenance.json`` recorded), or {} when neither is readable."""
+    from suite.report.load import ResultFileError, read_json
+
+    for name in ("options.json", "provenance.json"):
+        try:
+            doc = read_json(run_dir / name)
+        except ResultFileError:
+            continue
+        if "options" in doc:
+            return dict(doc["options"])
+        out = {}
+        if "size" in doc:
+            out["size"] = doc["size"]
+        if isinstance(doc.get("seeds"), dict) and "seed" in doc["seeds"]:
+            out["seed"] = doc["seeds"]["seed"]
+        return out
+    return {}
+
+
+def _resolve_options(args: argparse.Namespace, recorded: dict[str, Any]) -> str | None:
+    """Fill options not given on the command line from ``recorded`` (a resumed run), then
+    from the defaults; an error message where a given option contradicts the recorded one."""
+    for key, default in DEFAULT_OPTIONS.items():
+        given = getattr(args, key, None)
+        if given is None:
+            setattr(args, key, recorded.get(key, default))
+        elif key in _FIXED_ON_RESUME and key in recorded and recorded[key] != given:
+            return (f"--{key} {given} contradicts the resumed run's --{key} {recorded[key]}; "
+                    "a run's parts must share it (start a new run instead)")
+    if args.parts is None:
+        args.parts = [p for p in recorded.get("parts", PARTS) if p in PARTS] or list(PARTS)
+    if getattr(args, "tasks", None) is None and recorded.get("tasks"):
+        args.tasks = recorded["tasks"]
+    return None
+
+
+def _remove_checkpoints(run_dir: Path, part: str) -> None:
+    """A finished part's cell checkpoints (``.cells/<part>``, ``.cells/<part>-*``)."""
+    import shutil
+
+    cells = run_dir / ".cells"
+    for d in [cells / part, *cells.glob(f"{part}-*")]:
+        if d.is_dir():
+            shutil.rmtree(d, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        cells.rmdir()  # only when empty
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from suite import problems
     from suite.optim import OPTIMIZERS
     from suite.tasks import TASKS
 
+    recorded = _recorded_options(Path(args.resume)) if args.resume else {}
+    error = _resolve_options(args, recorded)
+    if error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.dask:
+        from suite.sweep import MissingExtraError, require_dask
+
+        try:
+            require_dask()
+        except MissingExtraError as exc:
+            print(f"error: --dask: {exc}", file=sys.stderr)
+            return 2
     for what, given, valid in (("part", args.parts, list(PARTS)),
                                ("optimizer", args.optimizers, list(OPTIMIZERS)),
                                ("problem", args.problems, list(problems.NAMES)),
@@ -228,15 +313,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"output directory {root} is not writable: {exc}", file=sys.stderr)
         return 2
     argv = sys.argv[1:] if args.argv is None else args.argv
+    options = {"size": args.size, "seed": args.seed, "optimizers": list(args.optimizers),
+               "problems": list(args.problems), "parts": list(args.parts),
+               "tasks": getattr(args, "tasks", None)}
+    if not (run_dir / "options.json").exists():
+        write_json({"options": options, "command": " ".join(["gradsuite", *argv])},
+                   run_dir / "options.json")
     prov = provenance(argv)
     prov["seeds"] = {"seed": args.seed}
     prov["size"] = args.size
+    prov["options"] = options
     prov["started"] = dt.datetime.now(dt.UTC).isoformat()
     prov["parts"] = {}
     print(f"run directory: {run_dir}")
     args.run_dir = run_dir
     # in PARTS order whatever the command line's order: speed last, because its memory
     # measurement changes the allocator's policy for the rest of the process
+    ran = []
     for name in [p for p in PARTS if p in args.parts]:
         if (run_dir / f"{name}.done").exists():
             print(f"[{name}] done in an earlier attempt; kept")
@@ -245,8 +338,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         frames = PARTS[name](args)
         for fname, frame in frames.items():
             write_frame(frame, run_dir / f"{fname}.parquet")
-            write_frame(frame, run_dir / f"{fname}.csv")
+            if args.csv:
+                write_frame(frame, run_dir / f"{fname}.csv")
         write_json({"frames": sorted(frames)}, run_dir / f"{name}.done")
+        _remove_checkpoints(run_dir, name)
+        ran.append(name)
         prov["parts"][name] = {"seconds": round(time.perf_counter() - t0, 2),
                                "frames": sorted(frames)}
         print(f"[{name}] {time.perf_counter() - t0:.1f} s")
@@ -258,8 +354,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.no_report:
         from suite.report import html
 
-        page = html.build_report([run_dir], run_dir / "index.html")
-        print(f"report: {page}")
+        if ran or not (run_dir / "index.html").exists():
+            page = html.build_report([run_dir], html.next_page(run_dir))
+            print(f"report: {page}")
+        else:
+            print(f"nothing new to run; report: {html.latest_page(run_dir)}")
     return 0
 
 
@@ -267,6 +366,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     from suite.report import html
 
     dirs = [Path(d) for d in args.runs]
+    if not dirs:
+        newest = html.newest_run(Path(args.reports_dir))
+        if newest is None:
+            print(f"no run directory under {args.reports_dir}/; give run directories or run "
+                  "`gradsuite run` first", file=sys.stderr)
+            return 2
+        dirs = [newest]
     missing = [str(d) for d in dirs if not d.is_dir()]
     if missing:
         print(f"no such run directory: {', '.join(missing)}", file=sys.stderr)
@@ -284,7 +390,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     if asv_dir.is_dir():
         extra["asv"] = read_asv_results(asv_dir)
     try:
-        page = html.build_report(dirs, Path(args.out), extra=extra)
+        out = Path(args.out) if args.out else html.next_page(
+            dirs[-1], "index" if len(dirs) == 1 else f"compare-{dirs[0].name}")
+        page = html.build_report(dirs, out, extra=extra)
     except FileExistsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -292,31 +400,58 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _csv_list(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
 def add_parsers(sub: Any) -> None:
-    p = sub.add_parser("run", help="the main job: every study, one run directory, one report")
-    p.add_argument("--parts", type=lambda s: [x for x in s.split(",") if x],
-                   default=list(PARTS), help=f"comma-separated subset of {', '.join(PARTS)}")
-    p.add_argument("--optimizers", type=lambda s: s.split(","),
-                   default=["sgd", "adagrad", "rmsprop", "adam", "adamw"])
-    p.add_argument("--size", choices=["quick", "default", "full"], default="default")
-    p.add_argument("--problems", type=lambda s: s.split(","),
-                   default=["himmelblau", "rosenbrock", "beale", "booth", "rastrigin", "ackley",
-                            "goldstein_price", "styblinski_tang", "three_hump_camel"])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--tasks", type=lambda s: [x for x in s.split(",") if x], default=None,
+    p = sub.add_parser("run", help="the main job: every study, one run directory, one report",
+                       description="Run every study (or --parts) into a new run directory "
+                       "reports/run-<UTC time>/ and build its HTML page.")
+    p.add_argument("--parts", type=_csv_list, default=None,
+                   help=f"comma-separated subset of {', '.join(PARTS)} (default: all; with "
+                   "--resume: the resumed run's)")
+    p.add_argument("--optimizers", type=_csv_list, default=None,
+                   help="comma-separated reference optimizers (default: "
+                   f"{','.join(DEFAULT_OPTIONS['optimizers'])})")
+    p.add_argument("--size", choices=["quick", "default", "full"], default=None,
+                   help="how much to run: quick (~1 min), default (~1.5 min on 2 cores), "
+                   "full (much longer)")
+    p.add_argument("--problems", type=_csv_list, default=None,
+                   help="comma-separated test functions for the convergence part (default: "
+                   "all; see `gradsuite list`)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of random starts and network weights (default 0)")
+    p.add_argument("--tasks", type=_csv_list, default=None,
                    help="training tasks (default: all of suite.tasks.TASKS)")
-    p.add_argument("--out", default="reports", help="parent directory of run directories")
-    p.add_argument("--resume", help="an interrupted run directory to complete")
-    p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--dask", help="run sweeps on Dask: 'local' or a scheduler address")
-    p.add_argument("--no-report", action="store_true")
+    p.add_argument("--out", default="reports",
+                   help="parent directory of run directories (default reports)")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="complete an interrupted run, or add --parts to a finished one; "
+                   "writes a new version of its page")
+    p.add_argument("--jobs", type=int, default=2,
+                   help="worker processes for sweeps (default 2)")
+    p.add_argument("--dask", metavar="local|ADDRESS",
+                   help="run sweeps on Dask: 'local' or a scheduler address (needs "
+                   "pip install 'gradsuite[dask]')")
+    p.add_argument("--csv", action="store_true",
+                   help="write every frame as CSV too (Parquet always)")
+    p.add_argument("--no-report", action="store_true", help="do not build the HTML page")
     p.set_defaults(func=cmd_run, argv=None)
 
-    p = sub.add_parser("report", help="one HTML page from any set of run directories")
-    p.add_argument("runs", nargs="+", help="run directories (the last is compared with the "
-                   "first)")
-    p.add_argument("--out", required=True, help="the HTML file to write (never overwritten)")
-    p.add_argument("--benchmark-json", help="a pytest-benchmark JSON file to include")
-    p.add_argument("--asv-results", default=".asv/results",
+    p = sub.add_parser("report", help="one HTML page from any set of run directories",
+                       description="Build the HTML page of one run, or compare runs (the "
+                       "last with the first). With no run directory: the newest run under "
+                       "--reports-dir.")
+    p.add_argument("runs", nargs="*", metavar="RUN_DIR",
+                   help="run directories (default: the newest under --reports-dir)")
+    p.add_argument("--out", help="the HTML file to write, never overwritten (default: "
+                   "index.html, or the next free index-N.html, in the last run directory; "
+                   "compare-<first run>.html when comparing)")
+    p.add_argument("--reports-dir", default="reports",
+                   help="where to look for the newest run (default reports)")
+    p.add_argument("--benchmark-json", metavar="FILE",
+                   help="a pytest-benchmark JSON file to include")
+    p.add_argument("--asv-results", default=".asv/results", metavar="DIR",
                    help="asv results directory to include when present (default .asv/results)")
     p.set_defaults(func=cmd_report)

@@ -12,15 +12,35 @@ order, whatever order they finished in.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pickle
+import signal
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 Row = dict[str, Any]
+
+
+class MissingExtraError(RuntimeError):
+    """An optional dependency is not installed; the message says what to install."""
+
+    def __init__(self, extra: str) -> None:
+        super().__init__(f"this needs the optional extra {extra!r}, which is not installed: "
+                         f"pip install 'gradsuite[{extra}]'")
+        self.extra = extra
+
+
+def require_dask() -> None:
+    """Raise :class:`MissingExtraError` unless ``dask.distributed`` can be imported."""
+    try:
+        import dask.distributed  # noqa: F401
+    except ImportError as exc:
+        raise MissingExtraError("dask") from exc
 
 
 def set_threads(n: int = 1) -> dict[str, int]:
@@ -47,9 +67,45 @@ def thread_counts() -> dict[str, int]:
     return {"torch_threads": torch.get_num_threads(), "numba_threads": numba.get_num_threads()}
 
 
+def _end_with_parent() -> None:
+    """In a worker: end when the process that started it ends, however it ends.
+
+    On Linux the kernel is asked to send SIGTERM when the parent exits (``PR_SET_PDEATHSIG``),
+    which covers a parent killed with SIGKILL too. SIGINT is ignored: Ctrl-C reaches every
+    process of the terminal's group, and the parent stops the workers itself (see
+    :func:`iter_cells`) instead of each printing its own traceback. SIGTERM gets its default
+    action back (a forked worker inherits the parent's handler, which would turn it into an
+    exception that the pool catches and reports instead of ending).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not a handler inherited from the parent
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):  # best effort
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() == 1:  # the parent was gone before the request took effect
+        os._exit(1)
+
+
 def _init_worker() -> None:
+    _end_with_parent()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     set_threads(1)
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Cancel what has not started and end the worker processes now (not after their cell)."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in procs:
+        proc.join(timeout=5)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(timeout=5)
 
 
 def _run_one(fn: Callable[[Any], list[Row]], cell: Any) -> list[Row]:
@@ -68,19 +124,25 @@ def iter_cells(fn: Callable[[Any], list[Row]], cells: Sequence[Any], jobs: int =
         return
     from concurrent.futures import as_completed
 
-    with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker) as pool:
+    pool = ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker)
+    try:
         futures = {pool.submit(_run_one, fn, cell): i for i, cell in enumerate(cells)}
         for fut in as_completed(futures):
             yield futures[fut], fut.result()
+    except BaseException:
+        # KeyboardInterrupt, SIGTERM turned into an exception by the CLI, a failing cell or
+        # a consumer that stops early: the workers must not outlive this call
+        _stop_pool(pool)
+        raise
+    pool.shutdown()
 
 
 def _iter_dask(fn: Callable[[Any], list[Row]], cells: Sequence[Any], address: str
                ) -> Iterator[tuple[int, list[Row]]]:
     try:
         from dask.distributed import Client, LocalCluster, as_completed
-    except ImportError as exc:  # pragma: no cover - depends on the optional extra
-        raise RuntimeError("--dask needs the optional extra: pip install 'gradsuite[dask]'"
-                           ) from exc
+    except ImportError as exc:
+        raise MissingExtraError("dask") from exc
     cluster = None
     if address == "local":
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,

@@ -52,6 +52,7 @@ class Trajectory:
     error: str | None = None
     error_step: int | None = None
     grads: list[list[np.ndarray | None]] = field(default_factory=list)
+    dtypes: dict[str, str] = field(default_factory=dict)  # dtype each quantity was stored in
 
 
 class _Recorder:
@@ -60,16 +61,21 @@ class _Recorder:
         self.rows: dict[str, dict[int, np.ndarray]] = {}
         self.counters: dict[str, dict[int, float]] = {}
         self.grads: list[list[np.ndarray | None]] = []
+        self.dtypes: dict[str, str] = {}
 
     def add(self, t: int, name: str, value: Any) -> None:
         self.rows.setdefault(name, {})[t] = _as_float64(value)
+        if name not in self.dtypes:
+            dtype = getattr(value, "dtype", None)
+            if dtype is not None:
+                self.dtypes[name] = str(dtype).removeprefix("torch.")
 
     def count(self, t: int, name: str, value: Any) -> None:
         self.counters.setdefault(name, {})[t] = float(value)
 
     def finish(self, error: str | None = None, error_step: int | None = None) -> Trajectory:
         traj = Trajectory(steps=self.steps, error=error, error_step=error_step,
-                          grads=self.grads)
+                          grads=self.grads, dtypes=dict(self.dtypes))
         n = self.steps + 1
         for name, rows in self.rows.items():
             shape = next(iter(rows.values())).shape
@@ -114,14 +120,19 @@ def _converter(backend: str, dtype: str, device: str) -> Callable[[np.ndarray], 
 
 
 def run_rule(rule: Any, probe: Probe, steps: int, dtype: str = "float64",
-             device: str = "cpu") -> Trajectory:
-    """Run a gradsuite rule (any backend) over ``probe`` for ``steps`` steps and record it."""
+             device: str = "cpu", record_state: bool = True) -> Trajectory:
+    """Run a gradsuite rule (any backend) over ``probe`` for ``steps`` steps and record it.
+
+    With ``record_state=False`` only the parameters are recorded (faster, for comparisons of
+    parameters alone).
+    """
     rec = _Recorder(steps)
     p64 = probe.initial_params()
     conv = _converter(rule.backend, dtype, device)
     params = [conv(p) for p in p64]
     state = rule.init(params)
-    _record(rec, 0, params, state)
+    record = _record if record_state else _record_params
+    record(rec, 0, params, state)
     for t in range(steps):
         grads = probe.grad_at(t, [_as_float64(p) for p in params])
         rec.grads.append(grads)
@@ -129,8 +140,14 @@ def run_rule(rule: Any, probe: Probe, steps: int, dtype: str = "float64",
             rule.step(params, [None if g is None else conv(g) for g in grads], state)
         except Exception as exc:  # noqa: BLE001 - the run's failure is part of the result
             return rec.finish(f"{type(exc).__name__}: {exc}", t + 1)
-        _record(rec, t + 1, params, state)
+        record(rec, t + 1, params, state)
     return rec.finish()
+
+
+def _record_params(rec: _Recorder, t: int, params: list[Any], state: list[dict[str, Any]]
+                   ) -> None:
+    for i, p in enumerate(params):
+        rec.add(t, f"param[{i}]", p)
 
 
 def run_rule_lockstep(rule: Any, ref: Trajectory, dtype: str = "float64",
@@ -265,6 +282,16 @@ def quantity_errors(test: np.ndarray, ref: np.ndarray, floor: float = 0.0) -> np
     ``floor`` is a lower bound for the scale: for float32 runs, values that have never left the
     subnormal range carry no relative precision, and their errors are measured against it.
     """
+    err = element_errors(test, ref, floor)
+    return err.reshape(err.shape[0], -1).max(axis=1, initial=0.0)
+
+
+def element_errors(test: np.ndarray, ref: np.ndarray, floor: float = 0.0) -> np.ndarray:
+    """The running-magnitude relative error of every element at every step (same shape).
+
+    :func:`quantity_errors` is its maximum per step; this is where a report finds the element
+    (and its values) that a step's error belongs to.
+    """
     scale = np.fmax.accumulate(np.abs(ref), axis=0)
     if floor:
         scale = np.maximum(scale, floor)
@@ -273,8 +300,7 @@ def quantity_errors(test: np.ndarray, ref: np.ndarray, floor: float = 0.0) -> np
     with np.errstate(divide="ignore", invalid="ignore"):
         err = np.where(diff == 0, 0.0, diff / scale)
     err = np.where(both_nan, 0.0, err)
-    err = np.where(np.isnan(err), np.inf, err)  # NaN vs number, or 0/0 with a difference
-    return err.reshape(err.shape[0], -1).max(axis=1, initial=0.0)
+    return np.where(np.isnan(err), np.inf, err)  # NaN vs number, or 0/0 with a difference
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ def test_run_writes_every_part_with_provenance(run_dir):
                  "gradstats_summary", "roofline"):
         df = read_frame(run_dir / f"{name}.parquet")
         assert len(df) > 0
-        assert (run_dir / f"{name}.csv").exists()
+    assert not list(run_dir.glob("*.csv"))  # Parquet only unless --csv
+    assert not (run_dir / ".cells").exists()  # checkpoints go once the parts are written
     prov = pd.read_json(run_dir / "provenance.json", typ="series")
     for key in ("gradsuite", "git_commit", "python", "numpy", "numba", "torch", "cpu",
                 "threads", "command", "seeds", "started", "finished"):
@@ -204,3 +205,17 @@ def test_page_renders_in_headless_chromium(run_dir, tmp_path):
     img = mpimg.imread(shot)
     assert img.shape[0] >= 3000
     assert img.std() > 0.05  # text, tables and figures, not an empty page
+
+
+def test_registered_parts_run_before_speed():
+    """speed must run last (its allocator setting stays for the process), whatever registers."""
+    from suite import runjob
+
+    assert list(runjob.PARTS)[-1] == "speed"
+    saved = dict(runjob.PARTS)
+    try:
+        runjob.register("extra", lambda args: {})
+        assert list(runjob.PARTS)[-2:] == ["extra", "speed"]
+    finally:
+        runjob.PARTS.clear()
+        runjob.PARTS.update(saved)
