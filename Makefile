@@ -37,14 +37,14 @@ asv: $(STAMP)
 	$(BIN)/asv machine --yes
 	$(BIN)/asv run --launch-method forkserver --show-stderr $(COMMITS)
 	$(BIN)/asv publish
-	$(BIN)/python scripts/asv_offline.py .asv/html   # jQuery, flot, bootstrap from npm: works offline
+	$(BIN)/python -m suite.report.asv_offline .asv/html   # jQuery, flot, bootstrap from npm: works offline
 
 # Mutation testing (mutmut), one module at a time with its own test files, at most BUDGET
 # seconds per module on JOBS processes; scores in mutation/scores.json. MODULES= picks some.
 BUDGET ?= 900
 JOBS   ?= 2
 mutation: $(STAMP)
-	$(BIN)/python tools/mutation.py $(MODULES) --budget $(BUDGET) --jobs $(JOBS)
+	$(BIN)/python tests/mutation.py $(MODULES) --budget $(BUDGET) --jobs $(JOBS)
 
 # The tests that a plain `pytest` deselects (marker slow), alone.
 test-slow: $(STAMP)

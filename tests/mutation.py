@@ -1,6 +1,6 @@
 """Mutation testing of gradsuite's core modules with mutmut, one module at a time.
 
-    .venv/bin/python tools/mutation.py [MODULE ...] [--budget SECONDS] [--jobs N] [--out DIR]
+    .venv/bin/python tests/mutation.py [MODULE ...] [--budget SECONDS] [--jobs N] [--out DIR]
 
 For each module (default: all of :data:`MODULES`), a copy of the project is made in
 ``DIR/<module>`` (default ``mutation/``, git-ignored) whose pyproject.toml tells mutmut to mutate
