@@ -10,7 +10,7 @@ TORCH  ?= torch==2.13.0
 export OMP_NUM_THREADS ?= 1
 export NUMBA_NUM_THREADS ?= 1
 
-.PHONY: setup run test bench asv lint clean
+.PHONY: setup run test bench asv lint clean mutation test-slow
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,18 @@ asv: $(STAMP)
 	$(BIN)/asv machine --yes
 	$(BIN)/asv run --launch-method forkserver --show-stderr $(COMMITS)
 	$(BIN)/asv publish
-	$(BIN)/python scripts/asv_offline.py .asv/html   # jQuery, flot, bootstrap from npm: works offline
+	$(BIN)/python -m suite.report.asv_offline .asv/html   # jQuery, flot, bootstrap from npm: works offline
+
+# Mutation testing (mutmut), one module at a time with its own test files, at most BUDGET
+# seconds per module on JOBS processes; scores in mutation/scores.json. MODULES= picks some.
+BUDGET ?= 900
+JOBS   ?= 2
+mutation: $(STAMP)
+	$(BIN)/python tests/mutation.py $(MODULES) --budget $(BUDGET) --jobs $(JOBS)
+
+# The tests that a plain `pytest` deselects (marker slow), alone.
+test-slow: $(STAMP)
+	$(BIN)/pytest -m slow $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check suite tests benchmarks

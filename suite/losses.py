@@ -39,10 +39,6 @@ def _log_softmax(x: Any, backend: str) -> Any:
     return activations.get("log_softmax", backend=backend, dim=-1).forward(x)
 
 
-def _softmax(x: Any, backend: str) -> Any:
-    return activations.get("softmax", backend=backend, dim=-1).forward(x)
-
-
 def _reduce(xp: Any, per: Any, reduction: str, count: Any = None) -> Any:
     if reduction == "none":
         return per
@@ -181,7 +177,7 @@ def _kl_div(x: Any, t: Any, reduction: str, backend: str, log_target: bool = Fal
         per, g = _xlogy(xp, t, t) - t * x, -t
     n = per.size if xp is np else per.numel()
     if reduction == "batchmean":
-        b = x.shape[0] if x.ndim > 1 else 1
+        b = x.shape[0] if x.ndim > 0 else 1  # torch: input.size(0) unless 0-dim
         return per.sum() / b, g / b
     return _reduce(xp, per, reduction), g * _scale(reduction, n)
 

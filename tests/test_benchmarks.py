@@ -6,6 +6,11 @@ foreach and fused implementations (optimizers), or torch's own functions (activa
 Threads are pinned to 1 for torch and Numba (the ``threads`` benchmarks: 1 and every core) and
 recorded in extra_info with the size. Numba
 functions are compiled and warmed before measuring.
+
+Each body verifies before it times: the warm-up call's result is checked once against torch
+(torch.optim's for-loop step, torch's function and autograd) or, for torch's own
+implementations, against gradsuite's NumPy reference. A plain `pytest` therefore runs real
+tests; a benchmark of a wrong result fails instead of being timed.
 """
 
 import numpy as np
@@ -14,6 +19,10 @@ import torch
 
 from suite import activations, losses, optim
 from suite.sweep import set_threads, thread_counts
+
+# a body whose check fails never reaches benchmark(): the failure is the report, not the
+# plugin's "fixture was not used" warning
+pytestmark = pytest.mark.filterwarnings("ignore:Benchmark fixture was not used")
 
 SIZES = [1_000, 100_000, 1_000_000]
 MANY = [(int(a), int(b)) for a, b in np.random.default_rng(0).integers(1, 64, (300, 2))]
@@ -26,6 +35,33 @@ IMPLS = ["numba", "numpy", "torch-backend", "torch.optim-forloop", "torch.optim-
 @pytest.fixture(autouse=True)
 def _threads():
     return set_threads(1)
+
+
+def _np64(a):
+    return (a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)).astype(
+        np.float64)
+
+
+def _check_step(name, before, grads, after, reference):
+    """One step from float32 ``before`` with ``grads`` gave ``after``; ``reference`` is
+    "torch" (torch.optim's for-loop step) or "numpy" (gradsuite's reference in float64).
+    Agreement within a few float32 ulps of the larger of the parameter and its update (torch
+    rounds every intermediate to float32), and the step moved them."""
+    if reference == "torch":
+        tp = [torch.nn.Parameter(torch.from_numpy(b.astype(np.float32))) for b in before]
+        for p, g in zip(tp, grads, strict=True):
+            p.grad = torch.from_numpy(g.astype(np.float32))
+        optim.get_spec(name).torch_optimizer(tp, "forloop", **HYPER[name]).step()
+        ref = [_np64(p) for p in tp]
+    else:
+        rule = optim.get(name, backend="numpy", **HYPER[name])
+        ref = [b.astype(np.float64) for b in before]
+        rule.step(ref, [g.astype(np.float64) for g in grads], rule.init(ref))
+    for b, a, r in zip(before, after, ref, strict=True):
+        scale = np.maximum(np.maximum(np.abs(r), np.abs(b)), np.abs(r - b))
+        ulps = np.spacing(scale.astype(np.float32)).astype(np.float64)
+        assert np.all(np.abs(a - r) <= 8 * ulps), f"{name}: first step differs from {reference}"
+        assert np.any(a != b), f"{name}: the step did not move the parameters"
 
 
 def _ours(name, backend, shapes, flat):
@@ -43,7 +79,9 @@ def _ours(name, backend, shapes, flat):
         params = [rng.standard_normal(s).astype(np.float32) for s in shapes]
         grads = [(rng.standard_normal(s) * 1e-3).astype(np.float32) for s in shapes]
     state = rule.init(params)
+    before = [_np64(p) for p in params]
     rule.step(params, grads, state)  # compiles (numba) and creates lazy state
+    _check_step(name, before, [_np64(g) for g in grads], [_np64(p) for p in params], "torch")
     return lambda: rule.step(params, grads, state)
 
 
@@ -55,7 +93,10 @@ def _torch(name, impl, shapes):
     for p in params:
         p.grad = torch.randn(p.shape) * 1e-3
     opt = spec.torch_optimizer(params, impl, **HYPER[name])
+    before = [_np64(p) for p in params]
     opt.step()
+    _check_step(name, before, [_np64(p.grad) for p in params], [_np64(p) for p in params],
+                "numpy")
     return opt.step
 
 
@@ -103,6 +144,32 @@ def test_optimizer_step_threads(benchmark, name, threads, impl):
     benchmark(fn)
 
 
+def _check_activation(name, impl, x, dy):
+    """The benchmarked call's (y, dx) against torch autograd in float64 (against the NumPy
+    formulas for torch's own implementation), within float32 accuracy."""
+    if impl == "torch":
+        tx = torch.from_numpy(x).requires_grad_(True)
+        ty = activations.get(name).torch_fn()(tx)
+        ty.backward(torch.from_numpy(dy))
+        y, dx = ty.detach().numpy(), tx.grad.numpy()
+        ref = activations.get(name)
+        ry, rdx = ref.forward(x.astype(np.float64)), ref.backward(x.astype(np.float64),
+                                                                  dy.astype(np.float64))
+    else:
+        backend = {"torch-backend": "torch", "numba-fused": "numba"}.get(impl, impl)
+        act = activations.get(name, backend=backend)
+        ax, ady = (torch.from_numpy(x), torch.from_numpy(dy)) if backend == "torch" else (x, dy)
+        y, dx = (act.forward_backward(ax, ady) if impl == "numba-fused"
+                 else (act.forward(ax), act.backward(ax, ady)))
+        tx = torch.from_numpy(x.astype(np.float64)).requires_grad_(True)
+        ty = act.torch_fn()(tx)
+        ty.backward(torch.from_numpy(dy.astype(np.float64)))
+        ry, rdx = ty.detach().numpy(), tx.grad.numpy()
+    for got, ref in ((y, ry), (dx, rdx)):
+        np.testing.assert_allclose(_np64(got), ref, rtol=1e-5, atol=1e-6,
+                                   err_msg=f"{name} {impl}")
+
+
 @pytest.mark.parametrize("impl", ["numpy", "numba", "numba-fused", "torch-backend", "torch"])
 @pytest.mark.parametrize("name", activations.NAMES)
 def test_activation_forward_backward(benchmark, name, impl):
@@ -136,9 +203,36 @@ def test_activation_forward_backward(benchmark, name, impl):
             act.forward(ax)
             act.backward(ax, ady)
     fn()
+    _check_activation(name, impl, x, dy)
     benchmark.group = f"activation {name} forward+backward n={n}"
     benchmark.extra_info.update({"impl": impl, "size": n, **thread_counts()})
     benchmark(fn)
+
+
+def _check_loss(name, impl, x, t):
+    """The benchmarked value and gradient against torch (float64 autograd), or torch's own
+    against the NumPy formulas, within float32 accuracy."""
+    tt = torch.from_numpy(t if t.dtype.kind == "i" else t.astype(np.float64))
+    tx = torch.from_numpy(x.astype(np.float64)).requires_grad_(True)
+    loss64 = losses.get(name)
+    if impl == "torch":
+        tx32 = torch.from_numpy(x).requires_grad_(True)
+        v = loss64.torch_value(tx32, torch.from_numpy(t), "mean")
+        v.backward()
+        got = (v.detach().numpy(), tx32.grad.numpy())
+        ref = (loss64.value(x.astype(np.float64), tt.numpy()),
+               loss64.grad(x.astype(np.float64), tt.numpy()))
+    else:
+        backend = {"torch-backend": "torch"}.get(impl, impl)
+        loss = losses.get(name, backend=backend)
+        ax, at = (torch.from_numpy(x), torch.from_numpy(t)) if backend == "torch" else (x, t)
+        got = (loss.value(ax, at), loss.grad(ax, at))
+        rv = loss64.torch_value(tx, tt, "mean")
+        rv.backward()
+        ref = (rv.detach().numpy(), tx.grad.numpy())
+    for g, r in zip(got, ref, strict=True):
+        np.testing.assert_allclose(_np64(g), r, rtol=1e-5, atol=1e-12 + 1e-5 * np.abs(r).max(),
+                                   err_msg=f"{name} {impl}")
 
 
 @pytest.mark.parametrize("impl", ["numpy", "numba", "torch-backend", "torch"])
@@ -165,6 +259,7 @@ def test_loss_value_and_grad(benchmark, name, impl):
             loss.value(ax, at)
             loss.grad(ax, at)
     fn()
+    _check_loss(name, impl, x, t)
     benchmark.group = f"loss {name} value+grad 10000x100"
     benchmark.extra_info.update({"size": x.size, **thread_counts()})
     benchmark(fn)
@@ -189,6 +284,15 @@ def test_convergence_point_steps(benchmark, impl):
         def fn():
             return C.run(p, "adam", g, steps, backend=backend, lr=0.01)
     C.run(p, "adam", g[:10], 10, backend="numba", lr=0.01)  # compile outside the timing
+    # verify once: final values equal torch.optim's (ours) or the NumPy reference's (torch's)
+    out = fn()
+    if impl == "torch.optim":
+        got = p.f(out[-1])
+        want = C.run(p, "adam", g, steps, backend="numpy", lr=0.01)["final_value"].to_numpy()
+    else:
+        got = out["final_value"].to_numpy()
+        want = p.f(C.torch_optim_trajectory(p, "adam", g, steps, lr=0.01)[-1])
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
     benchmark.group = f"convergence himmelblau adam {len(g)} starts x {steps} steps"
     benchmark.extra_info.update({"point_steps": len(g) * steps,
                                  **thread_counts()})

@@ -412,16 +412,12 @@ def test_screenshot_script(small_run, tmp_path):
 def test_asv_pages_point_at_vendored_copies(tmp_path):
     """The rewriting of asv's pages, on asv's own index.html, with npm tarballs faked in the
     cache (no network)."""
-    import importlib.util
     import io
     import tarfile
 
     import asv
 
-    spec = importlib.util.spec_from_file_location("asv_offline", ROOT / "scripts" /
-                                                  "asv_offline.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    from suite.report import asv_offline as mod
     html_dir = tmp_path / "html"
     shutil.copytree(Path(asv.__file__).parent / "www", html_dir)
     cache = tmp_path / "cache"

@@ -292,7 +292,7 @@ def run_batch(x0, steps, pid, data, f_min, code, consts, h, targets, every,
         if code == 1:
             s1[:] = h[2]  # Adagrad's initial accumulator
         fv = _value(pid, p, data) - f_min
-        bst = fv
+        bst = np.inf  # best_gap counts the iterates after 1..steps updates, not the start
         r = 0
         if every > 0:
             rec_f[0, i] = fv

@@ -13,8 +13,9 @@ minimum, then settles into a period-2 cycle about 0.7·lr from it):
 - **first hit**: ``steps_to_target_<t>`` is the first step k (1-based: after k updates) with
   f(x_k) - f_min < t; missing (NaN) if never.
 - **final value**: ``final_value`` = f(x_K), ``final_gap`` = f(x_K) - f_min,
-  ``best_gap`` = min_k f(x_k) - f_min, ``final_grad_norm``, and the nearest known minimiser
-  (``minimizer_index``, ``distance_to_minimizer``) of x_K.
+  ``best_gap`` = min_{1<=k<=K} f(x_k) - f_min (the start x_0 does not count, as for the first
+  hit: ``best_gap < t`` exactly when ``steps_to_target_<t>`` is set), ``final_grad_norm``, and
+  the nearest known minimiser (``minimizer_index``, ``distance_to_minimizer``) of x_K.
 
 ``diverged`` marks starts whose iterate became non-finite (never an exception);
 ``start_in_domain`` flags starts outside the problem's usual domain (allowed).

@@ -7,7 +7,7 @@ files from the npm registry with ``npm pack`` (cached in ``--cache``, so the net
 once), copies them under ``HTML_DIR/vendor/`` and points the pages at the copies (dropping the
 CDN integrity hashes, which do not hold for the npm builds)::
 
-    python scripts/asv_offline.py .asv/html            # `make asv` runs this after publishing
+    python -m suite.report.asv_offline .asv/html           # `make asv` runs this after publishing
 
 Exit 1 when a page still loads something from the network afterwards.
 """

@@ -1,0 +1,183 @@
+"""Every output of the convergence study, on every backend, against torch.optim's own
+trajectory; the ECDF and success rates on frames whose answers are known by hand."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from suite import problems as P
+from suite.studies import convergence as C
+
+BACKENDS = ["numpy", "torch", "numba"]
+TARGETS = (1e-1, 1e-3, 1e-6)
+CASES = [  # (problem, optimizer, hyper, steps): first hits spread over the run
+    ("himmelblau", "adam", {"lr": 0.05}, 400),
+    ("booth", "sgd", {"lr": 0.05, "momentum": 0.5}, 150),
+    ("rosenbrock", "rmsprop", {"lr": 3e-2, "centered": True}, 500),
+    ("beale", "adagrad", {"lr": 0.3}, 300),
+]
+
+
+def _starts(p):
+    lo, hi = p.domain
+    return np.random.default_rng(7).uniform(lo, hi, (6, p.dim)) * 0.6
+
+
+def _truth(p, traj, targets):
+    """Every summary column recomputed from torch.optim's iterates x_0..x_K."""
+    f = np.stack([np.asarray(p.f(x)) for x in traj]) - p.f_min     # (K+1, n)
+    after = f[1:]                                                  # iterates after updates
+    out = {}
+    for t in targets:
+        hit = after < t
+        out[C.target_column(t)] = np.where(hit.any(axis=0), hit.argmax(axis=0) + 1, np.nan)
+    xk = traj[-1]
+    d = np.linalg.norm(xk[:, None, :] - p.minimizers[None, :, :], axis=-1)
+    out.update({
+        "final_value": f[-1] + p.f_min, "final_gap": f[-1], "best_gap": after.min(axis=0),
+        "final_grad_norm": np.linalg.norm(p.grad(xk), axis=-1),
+        "minimizer_index": d.argmin(axis=1), "distance_to_minimizer": d.min(axis=1),
+        "diverged": ~np.isfinite(xk).all(axis=1),
+    })
+    return out
+
+
+@pytest.mark.parametrize(("problem", "opt", "hyper", "steps"), CASES,
+                         ids=[c[0] for c in CASES])
+def test_every_column_on_every_backend_equals_torch_optims(problem, opt, hyper, steps):
+    p = P.get(problem)
+    starts = _starts(p)
+    traj = C.torch_optim_trajectory(p, opt, starts, steps, **hyper)
+    truth = _truth(p, traj, TARGETS)
+    assert np.isfinite(traj).all()
+    frames = {b: C.run(p, opt, starts, steps, backend=b, targets=TARGETS, **hyper)
+              for b in BACKENDS}
+    ref = frames["numpy"]
+    hit_cols = [C.target_column(t) for t in TARGETS]
+    # the case exercises the metrics: some first hits happen, not all at step 1
+    assert ref[hit_cols].notna().to_numpy().any()
+    assert (ref[hit_cols] > 1).to_numpy().any()
+    for backend, df in frames.items():
+        assert list(df.columns) == list(ref.columns), backend
+        assert (df["backend"] == backend).all()
+        for col in hit_cols:
+            np.testing.assert_array_equal(df[col], truth[col], err_msg=f"{backend} {col}")
+        for col in ("final_value", "final_gap", "final_grad_norm", "distance_to_minimizer"):
+            np.testing.assert_allclose(df[col], truth[col], rtol=1e-9, atol=1e-13,
+                                       err_msg=f"{backend} {col}")
+        # best_gap: the smallest gap after 1..K updates (the start does not count)
+        np.testing.assert_allclose(df["best_gap"], truth["best_gap"], rtol=1e-9, atol=1e-15,
+                                   err_msg=f"{backend} best_gap")
+        np.testing.assert_array_equal(df["minimizer_index"], truth["minimizer_index"])
+        np.testing.assert_array_equal(df["diverged"], truth["diverged"])
+        np.testing.assert_array_equal(df["start_index"], np.arange(len(starts)))
+        for j in range(p.dim):
+            np.testing.assert_array_equal(df[f"start_{j}"], starts[:, j])
+        np.testing.assert_array_equal(df["start_in_domain"], p.in_domain(starts))
+        # every other column (labels, hyperparameters, steps, seed) equals the NumPy one's
+        rest = [c for c in ref.columns if c not in truth and c != "backend"]
+        pd.testing.assert_frame_equal(df[rest], ref[rest], check_exact=True)
+        for k, v in hyper.items():
+            assert (df[k] == v).all()
+        assert (df["steps"] == steps).all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_best_gap_ignores_the_start_on_every_backend(backend):
+    """SGD, lr 0.05 from (3.01, 2) on Himmelblau: the start is 0.0037 from minimum A, the first
+    step overshoots to 0.034 and the iterates come back. best_gap is the best after >= 1
+    update, and best_gap < t exactly when the first hit of t exists."""
+    p = P.get("himmelblau")
+    x0 = np.array([[3.01, 2.0]])
+    traj = C.torch_optim_trajectory(p, "sgd", x0, 1, lr=0.05)
+    gap0, gap1 = float(p.f(traj[0])[0]), float(p.f(traj[1])[0])
+    assert gap0 == pytest.approx(0.00371, rel=1e-2)
+    assert gap1 == pytest.approx(0.0342, rel=1e-2)
+    df = C.run(p, "sgd", x0, 1, backend=backend, targets=(1e-2,), lr=0.05)
+    assert df["best_gap"].item() == pytest.approx(gap1, rel=1e-12)
+    assert math.isnan(df["steps_to_target_1e-02"].item())
+    df = C.run(p, "sgd", _starts(p), 50, backend=backend, targets=TARGETS, lr=0.01)
+    for t in TARGETS:
+        np.testing.assert_array_equal(df["best_gap"] < t, df[C.target_column(t)].notna())
+
+
+def test_first_hit_counts_updates_by_hand():
+    """Booth's f is the quadratic (x - x*)ᵀ H (x - x*) / 2 with H = [[10, 8], [8, 10]]
+    (eigenvalues 18 along (1, 1), 2 along (1, -1)). From x* + s (1, -1)/√2, SGD with lr gives
+    s_k = (1 - 2 lr)^k s, so f - f* = s² (1 - 2 lr)^(2k) after k updates (lr = 0.1: the stiff
+    direction's factor is -0.8, round-off does not grow)."""
+    p = P.get("booth")
+    s0, lr = 1.0, 0.1
+    x0 = np.array([[1.0, 3.0]]) + s0 * np.array([[1.0, -1.0]]) / math.sqrt(2)
+    gap = [s0 * s0 * (1 - 2 * lr) ** (2 * k) for k in range(60)]
+    assert float(p.f(x0)[0]) == pytest.approx(gap[0], rel=1e-12)
+    for backend in BACKENDS:
+        df = C.run(p, "sgd", x0, 40, backend=backend, targets=(1e-2, 1e-5), lr=lr)
+        for t in (1e-2, 1e-5):
+            k = next(k for k in range(1, 60) if gap[k] < t)
+            assert df[C.target_column(t)].item() == k, (backend, t)
+        assert df["final_gap"].item() == pytest.approx(gap[40], rel=1e-6)
+        assert df["best_gap"].item() == pytest.approx(gap[40], rel=1e-6)
+
+
+# ---- ECDF, basin shares and success rates on hand-made frames ----------------------------
+
+def _frame(hits):
+    """hits: {target: [first hits per start]} for one (problem, optimizer, lr)."""
+    n = len(next(iter(hits.values())))
+    return pd.DataFrame({"problem": "p", "optimizer": "o", "lr": 0.1, "start_index": range(n),
+                         **{C.target_column(t): v for t, v in hits.items()}})
+
+
+def test_ecdf_is_over_all_start_target_pairs():
+    df = _frame({1e-2: [10, np.nan, 30], 1e-4: [20, np.nan, np.nan],
+                 1e-8: [np.nan, np.nan, np.nan]})
+    e = C.ecdf(df)
+    assert list(e["steps"]) == [10, 20, 30]
+    np.testing.assert_allclose(e["fraction"], [1 / 9, 2 / 9, 3 / 9], rtol=1e-15)
+    # two groups are normalised separately
+    both = pd.concat([df, df.assign(lr=0.2, **{C.target_column(1e-8): [5, 5, 5]})])
+    e2 = C.ecdf(both)
+    assert e2[e2.lr == 0.2]["fraction"].max() == pytest.approx(6 / 9)
+    assert e2[e2.lr == 0.1]["fraction"].max() == pytest.approx(3 / 9)
+
+
+def test_basin_shares_by_hand():
+    df = pd.DataFrame({"problem": "p", "optimizer": "o", "lr": 0.1,
+                       "minimizer_index": [0, 0, 1, -1, 0]})
+    s = C.basin_shares(df).set_index("minimizer_index")
+    assert s.loc[0, "starts"] == 3
+    assert s.loc[0, "share"] == pytest.approx(0.6)
+    assert s.loc[-1, "share"] == pytest.approx(0.2)
+
+
+def test_sensitivity_success_and_divergence_rates_by_closed_form():
+    """Booth's Hessian has eigenvalues 18 and 2: SGD converges for lr < 2/18 and diverges
+    above it, from every start."""
+    s = C.sensitivity("booth", "sgd", [0.05, 0.2], n_starts=8, steps=2000, target=1e-6,
+                      backend="numpy")
+    ok, bad = s[s.lr == 0.05].iloc[0], s[s.lr == 0.2].iloc[0]
+    assert ok["success_rate"] == 1.0
+    assert ok["diverged_rate"] == 0.0
+    assert bad["success_rate"] == 0.0
+    assert bad["diverged_rate"] == 1.0
+    # median steps by hand: slowest mode contracts by |1 - 2 lr| per step
+    df = C.run("booth", "sgd", C.random_starts(P.get("booth"), 8), 2000, targets=(1e-6,),
+               lr=0.05)
+    assert ok["median_steps"] == df[C.target_column(1e-6)].median()
+    assert ok["median_steps"] < math.log(1e-6 / 1e4) / math.log(0.9**2) + 5
+
+
+def test_torch_optim_trajectory_is_torch_optim():
+    """The truth above is torch.optim itself: one step by hand."""
+    p = P.get("booth")
+    x0 = np.array([[0.5, -1.0]])
+    traj = C.torch_optim_trajectory(p, "sgd", x0, 1, lr=0.01)
+    x = torch.nn.Parameter(torch.tensor(x0))
+    opt = torch.optim.SGD([x], lr=0.01)
+    p.f(x).sum().backward()
+    opt.step()
+    np.testing.assert_array_equal(traj[1], x.detach().numpy())
