@@ -18,6 +18,7 @@ import os
 import pickle
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -88,8 +89,32 @@ def _end_with_parent() -> None:
         os._exit(1)
 
 
-def _init_worker() -> None:
+def _watch_run(run_pid: int, every: float = 0.5) -> None:
+    """In a worker: end when the run's process ``run_pid`` is gone.
+
+    Workers started through a forkserver are children of the forkserver, not of the run, so
+    the kernel's parent-death signal alone does not fire when the run is killed outright
+    (SIGKILL); a daemon thread polls the run's pid instead.
+    """
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(every)
+            try:
+                os.kill(run_pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:  # a reused pid of another user: the run is gone
+                os._exit(1)
+
+    threading.Thread(target=watch, name="gradsuite-watch-run", daemon=True).start()
+
+
+def _init_worker(run_pid: int | None = None) -> None:
     _end_with_parent()
+    if run_pid is not None and run_pid != os.getppid():
+        _watch_run(run_pid)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     set_threads(1)
 
@@ -129,6 +154,7 @@ def iter_cells(fn: Callable[[Any], list[Row]], cells: Sequence[Any], jobs: int =
     from concurrent.futures import as_completed
 
     pool = ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker,
+                               initargs=(os.getpid(),),
                                mp_context=multiprocessing.get_context("forkserver"))
     try:
         futures = {pool.submit(_run_one, fn, cell): i for i, cell in enumerate(cells)}

@@ -61,9 +61,11 @@ def _changes(*runs: Path) -> str:
 
 def test_identical_runs_flag_nothing(small_run, tmp_path):
     other = _copy_run(small_run, tmp_path / "run-copy")
-    changes = html.build_report([small_run, other], tmp_path / "cmp.html").read_text()
-    assert "no change beyond the measured spread" in changes
-    assert "<b>0 changed</b>" in changes
+    page = html.build_report([small_run, other], tmp_path / "cmp.html").read_text()
+    assert "no change beyond the measured spread" in page
+    assert "<b>0 changed</b>" in page
+    changes = _changes(small_run, other)  # the comparison section alone: other sections may
+    # explain "faster" in their text
     assert "slower" not in changes
     assert "faster" not in changes
 
@@ -344,7 +346,10 @@ def test_workers_end_with_the_parent(tmp_path, sig):
             time.sleep(0.2)
         assert [p for p in pids if _alive(p)] == []
         if sig != signal.SIGKILL:
-            assert err.strip().splitlines()[-1] in ("terminated", "interrupted")
+            # the run's own last word; with forkserver workers Python's resource tracker may
+            # add a warning about the pool's semaphores after it (a known limitation)
+            own = [ln for ln in err.strip().splitlines() if "resource_tracker" not in ln]
+            assert own[-1] in ("terminated", "interrupted")
     finally:
         if proc.poll() is None:
             proc.kill()
