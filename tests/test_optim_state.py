@@ -162,19 +162,29 @@ def test_torch_backend_on_cuda_matches_torch_optim(name):
 
     rule = optim.get(name, backend="torch", **HYPER[name])
     ours = run_rule(rule, PROBES["scaled"], 200, "float64", device="cuda")
-    compared = []
+    refs = {}
     for impl in rule.spec.torch_impls():
-        probe_param = [torch.zeros(1, dtype=torch.float64, device="cuda", requires_grad=True)]
-        try:
-            rule.torch_optimizer(probe_param, impl)
+        probe_param = torch.zeros(1, dtype=torch.float64, device="cuda", requires_grad=True)
+        probe_param.grad = torch.ones_like(probe_param)
+        try:  # some torch versions check the fused kernel's devices only when stepping
+            rule.torch_optimizer([probe_param], impl).step()
         except RuntimeError as exc:  # this torch has no fused kernel of this rule on CUDA
             if impl != "fused" or "fused" not in str(exc):
                 raise
             continue
-        compared.append(impl)
         ref = run_torch(lambda p, impl=impl: rule.torch_optimizer(p, impl), {},
                         PROBES["scaled"], 200, "float64", device="cuda")
         assert ref.error is None, ref.error
-        bad = [r for r in compare(ours, ref, 1e-12) if r.first_bad_step is not None]
-        assert not bad, (impl, bad[:3])
-    assert compared[:2] == ["forloop", "foreach"]
+        refs[impl] = ref
+    assert list(refs)[:2] == ["forloop", "foreach"]
+    # torch's for-loop is the ground truth; where one of torch's own implementations differs
+    # from its for-loop (foreach ASGD computes eta in float32), ours may differ from that one
+    # by no more than torch's own spread
+    for impl, ref in refs.items():
+        spread = 0.0
+        if impl != "forloop":
+            spread = max((r.max_error for r in compare(ref, refs["forloop"], np.inf)
+                          if np.isfinite(r.max_error)), default=0.0)
+        bad = [r for r in compare(ours, ref, 1e-12 + 2 * spread)
+               if r.first_bad_step is not None]
+        assert not bad, (impl, spread, bad[:3])
