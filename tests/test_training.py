@@ -315,3 +315,17 @@ def test_dask_gives_the_same_curves():
     one = T.sweep(*args, steps=20)
     dask = T.sweep(*args, steps=20, dask="local")
     pd.testing.assert_frame_equal(_without_times(one), _without_times(dask))
+
+
+def test_training_part_trains_users_optimizers_beside_the_references(tmp_path):
+    """--optimizer module:Class reaches the training part, not only the convergence part."""
+    from suite.cli import main
+
+    assert main(["run", "--parts", "training", "--size", "quick", "--tasks", "digits_logreg",
+                 "--optimizers", "adam", "--optimizer", "torch.optim:SGD", "--jobs", "1",
+                 "--no-report", "--out", str(tmp_path)]) == 0
+    (d,) = tmp_path.glob("run-*")
+    table = pd.read_parquet(d / "training_table.parquet")
+    assert set(table["optimizer"]) == {"adam", "SGD"}
+    curves = pd.read_parquet(d / "training_curves.parquet")
+    assert set(curves["optimizer"]) == {"adam", "SGD"}

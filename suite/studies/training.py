@@ -477,7 +477,12 @@ def part(args: Any) -> dict[str, pd.DataFrame]:
     steps = None
     if size["budget"] != 1.0:  # a smoke test of the whole pipeline, not a measurement
         steps = {n: max(1, round(tasks.get(n).steps * size["budget"])) for n in names}
-    frames = tune(names, list(args.optimizers), lrs=tuning.lr_grid(*size["grid"]),
+    # users' optimizers (--optimizer, --config) train beside the references; references by
+    # name (their NumPy rules), users' as the subjects the command line resolved
+    subjects = getattr(args, "subjects", None) or []
+    optimizers = ([s.name if s.kind == "reference" else s for s in subjects]
+                  or list(args.optimizers))
+    frames = tune(names, optimizers, lrs=tuning.lr_grid(*size["grid"]),
                   tuning_seeds=seeds, final_seeds=size["final_seeds"], steps=steps,
                   jobs=args.jobs,
                   dask=args.dask, progress=True,
