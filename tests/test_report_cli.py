@@ -327,18 +327,22 @@ def test_workers_end_with_the_parent(tmp_path, sig):
     script = tmp_path / "sweep_script.py"
     script.write_text(_SWEEP)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # output to files, not pipes: after SIGKILL nothing may be left to close a pipe's far end
+    out_file, err_file = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    with out_file.open("w") as out, err_file.open("w") as errf:
+        proc = subprocess.Popen([sys.executable, str(script), str(tmp_path)], env=env,
+                                stdout=out, stderr=errf, text=True)
     try:
         deadline = time.monotonic() + 120
         while len(list(tmp_path.glob("worker-*"))) < 2:
-            assert proc.poll() is None, proc.communicate()
+            assert proc.poll() is None, err_file.read_text()
             assert time.monotonic() < deadline, "the workers did not start"
             time.sleep(0.2)
         pids = [int(p.name.split("-")[1]) for p in tmp_path.glob("worker-*")]
         assert all(_alive(p) for p in pids)
         proc.send_signal(sig)
-        _, err = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        err = err_file.read_text()
         expected = {signal.SIGTERM: 143, signal.SIGINT: 130, signal.SIGKILL: -9}[sig]
         assert proc.returncode == expected, err
         deadline = time.monotonic() + 20
