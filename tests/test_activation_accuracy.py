@@ -155,4 +155,7 @@ def test_run_part_and_report_section(tmp_path, monkeypatch):
     # the torch cells over the bound are listed (sigmoid' float64 among them)
     over = frame[~frame.passed]
     assert ((over.function == "sigmoid") & (over.quantity == "derivative")).any()
-    assert f"{len(over)} of {len(frame)} cells over the bound" in page
+    assert set(over.implementation) == {"torch.nn.functional"}  # never one of ours
+    ours = frame.implementation != "torch.nn.functional"
+    assert f"references: 0 of {int(ours.sum())} cells over the bound" in page
+    assert f"torch.nn.functional: {len(over)} of {int((~ours).sum())}" in page
