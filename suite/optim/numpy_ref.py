@@ -264,6 +264,27 @@ def rmsprop(p: Array, g: Array, st: State, *, lr: float, alpha: float, eps: floa
         p[...] = p + (-lr * g) / avg
 
 
+def adam_moments(p: Array, g: Array, st: State, *, lr: float, betas: tuple[float, float],
+                 weight_decay: float, decoupled: bool, maximize: bool
+                 ) -> tuple[float, Array, Array]:
+    """The start Adam and RAdam share, in torch's order: g negated for ``maximize``, the step
+    counted, weight decay coupled (g + λp) or decoupled (p ← p(1 - γλ)), then the moments
+    m ← lerp(m, g, 1 - β₁) and v ← β₂v + (1 - β₂)g² in place. Returns (step, m, v)."""
+    beta1, beta2 = betas
+    if maximize:
+        g = -g
+    st["step"] = step = st["step"] + 1.0
+    if weight_decay != 0:
+        if decoupled:
+            p[...] = p * (1 - lr * weight_decay)
+        else:
+            g = g + weight_decay * p
+    m, v = st["exp_avg"], st["exp_avg_sq"]
+    m[...] = lerp(m, g, 1 - beta1)
+    v[...] = beta2 * v + ((1 - beta2) * g) * g
+    return step, m, v
+
+
 def adam(p: Array, g: Array, st: State, *, lr: float, betas: tuple[float, float], eps: float,
          weight_decay: float, amsgrad: bool, maximize: bool, decoupled: bool = False) -> None:
     r"""Adam and AdamW (torch.optim.Adam / AdamW), Algorithm 1 of Kingma & Ba.
@@ -286,17 +307,8 @@ def adam(p: Array, g: Array, st: State, *, lr: float, betas: tuple[float, float]
     """
     xp = namespace(p)
     beta1, beta2 = betas
-    if maximize:
-        g = -g
-    st["step"] = step = st["step"] + 1.0
-    if weight_decay != 0:
-        if decoupled:
-            p[...] = p * (1 - lr * weight_decay)
-        else:
-            g = g + weight_decay * p
-    m, v = st["exp_avg"], st["exp_avg_sq"]
-    m[...] = lerp(m, g, 1 - beta1)
-    v[...] = beta2 * v + ((1 - beta2) * g) * g
+    step, m, v = adam_moments(p, g, st, lr=lr, betas=betas, weight_decay=weight_decay,
+                              decoupled=decoupled, maximize=maximize)
     bias_correction1 = 1 - beta1**step
     bias_correction2 = 1 - beta2**step
     step_size = lr / bias_correction1
@@ -390,17 +402,8 @@ def radam(p: Array, g: Array, st: State, *, lr: float, betas: tuple[float, float
     """
     xp = namespace(p)
     beta1, beta2 = betas
-    if maximize:
-        g = -g
-    st["step"] = step = st["step"] + 1.0
-    if weight_decay != 0:
-        if decoupled_weight_decay:
-            p[...] = p * (1 - lr * weight_decay)
-        else:
-            g = g + weight_decay * p
-    m, v = st["exp_avg"], st["exp_avg_sq"]
-    m[...] = lerp(m, g, 1 - beta1)
-    v[...] = beta2 * v + ((1 - beta2) * g) * g
+    step, m, v = adam_moments(p, g, st, lr=lr, betas=betas, weight_decay=weight_decay,
+                              decoupled=decoupled_weight_decay, maximize=maximize)
     bias_correction1 = 1 - beta1**step
     bias_correction2 = 1 - beta2**step
     bias_corrected_exp_avg = m / bias_correction1

@@ -279,17 +279,9 @@ def _radam_always_rectified(p: Any, g: Any, st: dict[str, Any], *, lr: float,
     # the adaptive (rectified) step from t = 1, r_t = sqrt(max(., 0)): no switch at rho_t > 5
     xp = namespace(p)
     beta1, beta2 = betas
-    if maximize:
-        g = -g
-    st["step"] = step = st["step"] + 1.0
-    if weight_decay != 0:
-        if decoupled_weight_decay:
-            p[...] = p * (1 - lr * weight_decay)
-        else:
-            g = g + weight_decay * p
-    m, v = st["exp_avg"], st["exp_avg_sq"]
-    m[...] = lerp(m, g, 1 - beta1)
-    v[...] = beta2 * v + ((1 - beta2) * g) * g
+    step, m, v = numpy_ref.adam_moments(p, g, st, lr=lr, betas=betas,
+                                        weight_decay=weight_decay,
+                                        decoupled=decoupled_weight_decay, maximize=maximize)
     bias_correction1 = 1 - beta1**step
     bias_correction2 = 1 - beta2**step
     rho_inf = 2 / (1 - beta2) - 1
