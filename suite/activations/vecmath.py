@@ -92,12 +92,31 @@ _LN2_LO = 1.90821492927058770002e-10
 _SHIFT = 6755399441055744.0  # 1.5 * 2^52: x + _SHIFT rounds x to an integer
 _EXP_HI = 709.8  # exp(709.79) overflows
 _EXP_LO = -745.2  # exp(-745.14) rounds to 0
-# (e^r - 1 - r) / r^2 on |r| <= ln2/2: Chebyshev fit (mpmath, 50 digits), 1.7e-17 relative
-_E2, _E3, _E4, _E5, _E6 = (0.5, 0.16666666666666669, 0.041666666666624164,
-                           0.008333333333330065, 0.0013888888917196719)
-_E7, _E8, _E9, _E10, _E11 = (0.00019841269863040545, 2.4801521322368692e-05,
-                             2.7557268480310024e-06, 2.7620075879983367e-07,
-                             2.5100375832561234e-08)
+# (e^r - 1 - r) / r^2 on |r| <= ln2/2: Chebyshev fit (mpmath, 50 digits, degree 10), 1.4e-18
+# absolute (e^r - 1 - r needs it: expm1 subtracts the 1)
+_EP = (2.0914679376583935e-09, 2.510520637395701e-08, 2.7557273661348637e-07,
+       2.7557255425746435e-06, 2.4801587325533363e-05, 0.00019841269874800493,
+       0.0013888888888883752, 0.008333333333326141, 0.04166666666666667, 0.1666666666666667,
+       0.5)
+# (tanh(a) - a) / a^3 as a polynomial in z = a^2 on a <= 0.55: Chebyshev fit (mpmath), 2.3e-18
+# relative to tanh
+_TANH_SMALL = 0.55
+_TP = (-2.060276537636634e-05, 8.511313685577671e-05, -0.0002346347410887237,
+       0.0005889360520074057, -0.001455661830100716, 0.003592110378689024,
+       -0.008863234397814355, 0.021869488493666944, -0.053968253967434016,
+       0.13333333333332714, -0.3333333333333333)
+_TINY = 2.0**-54
+# log(1 + f) = f - f²/2 + s (f²/2 + R(s²)), s = f / (2 + f): fdlibm's e_log.c coefficients
+_LG1, _LG2, _LG3, _LG4 = (6.666666666666735130e-01, 3.999999999940941908e-01,
+                          2.857142874366239149e-01, 2.222219843214978396e-01)
+_LG5, _LG6, _LG7 = 1.818357216161805012e-01, 1.531383769920937332e-01, 1.479819860511658591e-01
+
+
+@njit(inline="always")
+def _clamp(x, lo, hi):  # pragma: no cover - compiled
+    """x limited to [lo, hi] by two selects (NaN becomes hi; callers select NaN back)."""
+    x = x if x < hi else hi  # noqa: FURB136 - the NaN order is explicit
+    return x if x > lo else lo  # noqa: FURB136
 
 
 @njit(inline="always")
@@ -109,15 +128,9 @@ def _pow2(k):  # pragma: no cover - compiled
 @njit(inline="always")
 def _expm1_poly(r):  # pragma: no cover - compiled
     """e^r - 1 - r for |r| <= ln2/2 (+ rounding), as r² P(r)."""
-    p = _fma(_E11, r, _E10)
-    p = _fma(p, r, _E9)
-    p = _fma(p, r, _E8)
-    p = _fma(p, r, _E7)
-    p = _fma(p, r, _E6)
-    p = _fma(p, r, _E5)
-    p = _fma(p, r, _E4)
-    p = _fma(p, r, _E3)
-    p = _fma(p, r, _E2)
+    p = _EP[0]
+    for i in range(1, len(_EP)):  # unrolled: _EP is a compile-time tuple
+        p = _fma(p, r, _EP[i])
     return (r * r) * p
 
 
@@ -134,9 +147,7 @@ def _reduce(x):  # pragma: no cover - compiled
 def exp(x):  # pragma: no cover - compiled
     """e^x in float64 (<= 1 ulp measured); x = ±inf, NaN, overflow and subnormal results
     handled by selects."""
-    xc = x if x < _EXP_HI else _EXP_HI
-    xc = xc if xc > _EXP_LO else _EXP_LO
-    kf, hi, lo = _reduce(xc)
+    kf, hi, lo = _reduce(_clamp(x, _EXP_LO, _EXP_HI))
     r = hi - lo
     # e^(hi - lo) = 1 + r + r² P(r) with the rounding of r folded back in: (hi - r) - lo
     p = 1.0 + (r + (((hi - r) - lo) + _expm1_poly(r)))
@@ -144,4 +155,67 @@ def exp(x):  # pragma: no cover - compiled
     k1 = k >> 1
     # two exact factors 2^k1 2^(k - k1): a result in the subnormals is rounded once
     y = (p * _pow2(k1)) * _pow2(k - k1)
-    return y if x == x else x
+    return y if x == x else x  # noqa: PLR0124 - NaN
+
+
+@njit(inline="always")
+def expm1(x):  # pragma: no cover - compiled
+    """e^x - 1 in float64: x = k ln2 + r, e^x - 1 = 2^k (e^r - 1) + (2^k - 1) with one fused
+    rounding; |x| < 2^-54 returns x (keeps -0.0)."""
+    kf, hi, lo = _reduce(_clamp(x, -40.0, _EXP_HI))  # expm1(-40) rounds to -1
+    r = hi - lo
+    cp = ((hi - r) - lo) + _expm1_poly(r)  # e^(hi - lo) - 1 = r + cp
+    em = r + cp
+    k = np.int64(kf)
+    t = _pow2(min(k, 1000))
+    # (t - 1) + t r + t cp, the largest part (t - 1) + t r rounded once, then the small t cp
+    # added; t - 1 is exact for k <= 52, above that the -1 goes into cp as -2^-k
+    y = _fma(t, cp, _fma(t, r, t - 1.0))
+    y = _fma(t, cp - _pow2(-min(k, 1000)), _fma(t, r, t)) if k > 52 else y
+    k1 = k >> 1
+    big = ((1.0 + em) * _pow2(k1)) * _pow2(k - k1)  # k up to 1024: may overflow to inf
+    y = big if k > 1000 else y
+    return x if not abs(x) >= _TINY else y  # NaN, ±0, |x| < 2^-54
+
+
+@njit(inline="always")
+def log1p(x):  # pragma: no cover - compiled
+    """log(1 + x) in float64 (fdlibm's reduction and polynomial, as selects): 1 + x = 2^k m,
+    m in [√2/2, √2), with the rounding of 1 + x corrected by c / u."""
+    u = 1.0 + x
+    us = u if u > 0 else 1.0  # x <= -1 is selected away below; avoids a division by 0
+    hu = _f64_as_i64(us) + (0x3FF0000000000000 - 0x3FE6A09E667F3BCD)
+    k = (hu >> 52) - 1023
+    m = _i64_as_f64((hu & 0x000FFFFFFFFFFFFF) + 0x3FE6A09E667F3BCD)
+    c = ((1.0 - (us - x)) if k >= 2 else (x - (us - 1.0))) / us
+    c = c if k < 54 else 0.0
+    f = m - 1.0
+    f = x if k == 0 else f
+    c = 0.0 if k == 0 else c
+    hfsq = 0.5 * f * f
+    s = f / (2.0 + f)
+    z = s * s
+    w = z * z
+    t1 = w * _fma(w, _fma(w, _LG6, _LG4), _LG2)
+    t2 = z * _fma(w, _fma(w, _fma(w, _LG7, _LG5), _LG3), _LG1)
+    dk = np.float64(k)
+    y = s * (hfsq + (t2 + t1)) + _fma(dk, _LN2_LO, c) - hfsq + f + dk * _LN2_HI
+    y = y if x < np.inf else x  # +inf
+    y = y if u > 0 else (-np.inf if u == 0 else np.nan)  # x = -1, x < -1
+    return x if not abs(x) >= _TINY else y  # NaN, ±0, |x| < 2^-54
+
+
+@njit(inline="always")
+def tanh(x):  # pragma: no cover - compiled
+    """tanh in float64: |x| < 0.55: x + x³ P(x²); else 1 - 2 / (e^(2|x|) + 1), the sign
+    copied from x (-0.0 kept)."""
+    a = abs(x)
+    z = a * a
+    p = _TP[0]
+    for i in range(1, len(_TP)):
+        p = _fma(p, z, _TP[i])
+    ys = _fma(a * z, p, a)
+    yl = 1.0 - 2.0 / (exp(2.0 * min(a, 22.0)) + 1.0)  # tanh(22) rounds to 1
+    y = ys if a < _TANH_SMALL else yl
+    y = -y if _f64_as_i64(x) < 0 else y
+    return y if x == x else x  # noqa: PLR0124 - NaN
