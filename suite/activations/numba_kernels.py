@@ -46,9 +46,9 @@ def _series_at_zero(x0_hi: float, x0_lo: float, c: tuple[float, ...]) -> Any:
     inside the element loop stops it vectorising); both are evaluated and one is selected."""
     lines = ["def at_zero(x, closed):", f"    h = (x - {x0_hi!r}) - {x0_lo!r}",
              f"    p = {c[-1]!r}"]
-    lines += [f"    p = p * h + {ck!r}" for ck in reversed(c[:-1])]
+    lines += [f"    p = fma(p, h, {ck!r})" for ck in reversed(c[:-1])]
     lines += [f"    return p * h if abs(h) < {WINDOW!r} else closed"]
-    namespace: dict[str, Any] = {}
+    namespace: dict[str, Any] = {"fma": vecmath._fma}
     exec("\n".join(lines), namespace)  # noqa: S102 - source built from the constants above
     return njit(inline="always")(namespace["at_zero"])
 
@@ -72,14 +72,17 @@ def _at_zero(x, s, closed):  # pragma: no cover - compiled
 def _sig(x):  # pragma: no cover - compiled
     e = exp(-abs(x))
     n = 1.0 if x >= 0 else e
-    return n / (1 + e)
+    return n * (1 / (1 + e))
 
 
+# sigmoid and its derivative from the same e and 1 / (1 + e) (a fused loop computes both once:
+# LLVM merges the identical expressions; one division, the slowest vector operation)
 @njit(cache=True, inline="always")
 def _sigp(x):  # pragma: no cover - compiled
     """s(x) s(-x) = e / (1 + e)², e = exp(-|x|)."""
     e = exp(-abs(x))
-    return e / ((1 + e) * (1 + e))
+    inv = 1 / (1 + e)
+    return (e * inv) * inv
 
 
 @njit(cache=True, inline="always")
@@ -127,7 +130,8 @@ def _tanh_d(x):  # pragma: no cover - compiled
 def _silu_d(x):  # pragma: no cover - compiled
     e = exp(-abs(x))
     pos = x >= 0
-    s, s_neg = (1 if pos else e) / (1 + e), (e if pos else 1) / (1 + e)
+    inv = 1 / (1 + e)
+    s, s_neg = (1 if pos else e) * inv, (e if pos else 1) * inv
     return _at_zero(x, _SILU0, s * (1 + x * s_neg))
 
 
@@ -142,15 +146,22 @@ def _gelu_d(x):  # pragma: no cover - compiled
 
 
 @njit(cache=True, inline="always")
+def _gelu_tanh_v(x):  # pragma: no cover - compiled
+    """(x clamped, x², v = 2β(x + κx³)): the same expressions in f and f' (a fused loop
+    evaluates one exp). |x| <= 1e4 keeps x³ finite; s(v) is 0 or 1 beyond."""
+    xc = min(max(x, -1e4), 1e4)
+    x_sq = xc * xc
+    return xc, x_sq, 2 * (_BETA * (xc + _KAPPA * x_sq * xc))
+
+
+@njit(cache=True, inline="always")
 def _gelu_tanh_f(x):  # pragma: no cover - compiled
-    return x * _sig(2 * (_BETA * (x + _KAPPA * x * x * x)))
+    return x * _sig(_gelu_tanh_v(x)[2])
 
 
 @njit(cache=True, inline="always")
 def _gelu_tanh_d(x):  # pragma: no cover - compiled
-    xc = min(max(x, -1e4), 1e4)
-    x_sq = xc * xc
-    v = 2 * (_BETA * (xc + _KAPPA * x_sq * xc))
+    xc, x_sq, v = _gelu_tanh_v(x)
     return _at_zero(x, _GELU_TANH0,
                     _sig(v) + xc * (2 * _BETA * (1 + 3 * _KAPPA * x_sq)) * _sigp(v))
 
@@ -158,7 +169,7 @@ def _gelu_tanh_d(x):  # pragma: no cover - compiled
 @njit(cache=True, inline="always")
 def _softplus_body(x, beta):  # pragma: no cover - compiled
     bx = x * beta
-    return max(bx, 0.0) / beta + log1p(exp(-abs(bx))) / beta
+    return (max(bx, 0.0) + log1p(exp(-abs(bx)))) / beta
 
 
 # sigmoid
@@ -439,9 +450,9 @@ def _softmax_rows(x, out, log, exact):  # pragma: no cover - compiled
             for j in range(m):
                 out[i, j] = dr[j] - ls
         else:
-            inv = 1 + s
+            inv = 1 / (1 + s)
             for j in range(m):
-                out[i, j] = e[j] / inv
+                out[i, j] = e[j] * inv
 
 
 # Fused forward + backward: one pass, the function evaluated once per element, both outputs
@@ -556,6 +567,7 @@ def _softmax_fb_rows(x, dy, y, dx, log, exact):  # pragma: no cover - compiled
     g = np.empty(m, np.float64)
     for i in range(n):
         s = _softmax_row(x, i, e, dr, exact)
+        inv = 1 / (1 + s)
         if log:
             ls = log1p(s)
             for j in range(m):
@@ -563,12 +575,12 @@ def _softmax_fb_rows(x, dy, y, dx, log, exact):  # pragma: no cover - compiled
             for j in range(m):
                 g[j] = dy[i, j]
             sd = _sum4(g, m, False)
+            # exp(y) = e / (1 + s) from the unrounded e (torch: exp of the rounded output)
             for j in range(m):
-                dx[i, j] = dy[i, j] - exp(np.float64(y[i, j])) * sd
+                dx[i, j] = dy[i, j] - (e[j] * inv) * sd
         else:
-            inv = 1 + s
             for j in range(m):
-                y[i, j] = e[j] / inv
+                y[i, j] = e[j] * inv
             for j in range(m):
                 g[j] = dy[i, j] * y[i, j]
             sd = _sum4(g, m, False)

@@ -162,12 +162,14 @@ def exp(x):  # pragma: no cover - compiled
 def expm1(x):  # pragma: no cover - compiled
     """e^x - 1 in float64: x = k ln2 + r, e^x - 1 = 2^k (e^r - 1) + (2^k - 1) with one fused
     rounding; |x| < 2^-54 returns x (keeps -0.0)."""
-    kf, hi, lo = _reduce(_clamp(x, -40.0, _EXP_HI))  # expm1(-40) rounds to -1
+    # exp's reduction and polynomial, the same expressions: where a loop computes both exp(x)
+    # and expm1(x) (elu and its derivative) LLVM evaluates them once
+    kf, hi, lo = _reduce(_clamp(x, _EXP_LO, _EXP_HI))
     r = hi - lo
     cp = ((hi - r) - lo) + _expm1_poly(r)  # e^(hi - lo) - 1 = r + cp
     em = r + cp
     k = np.int64(kf)
-    t = _pow2(min(k, 1000))
+    t = _pow2(max(min(k, 1000), -1000))  # k < -60: the result rounds to -1 all the same
     # (t - 1) + t r + t cp, the largest part (t - 1) + t r rounded once, then the small t cp
     # added; t - 1 is exact for k <= 52, above that the -1 goes into cp as -2^-k
     y = _fma(t, cp, _fma(t, r, t - 1.0))
@@ -207,7 +209,8 @@ def log1p(x):  # pragma: no cover - compiled
 
 @njit(inline="always")
 def tanh(x):  # pragma: no cover - compiled
-    """tanh in float64: |x| < 0.55: x + x³ P(x²); else 1 - 2 / (e^(2|x|) + 1), the sign
+    """tanh in float64: |x| < 0.55: x + x³ P(x²); else (1 - e) / (1 + e), e = e^(-2|x|)
+    (the e of tanh' = 4e / (1 + e)²: a loop computing both evaluates it once); the sign
     copied from x (-0.0 kept)."""
     a = abs(x)
     z = a * a
@@ -215,7 +218,8 @@ def tanh(x):  # pragma: no cover - compiled
     for i in range(1, len(_TP)):
         p = _fma(p, z, _TP[i])
     ys = _fma(a * z, p, a)
-    yl = 1.0 - 2.0 / (exp(2.0 * min(a, 22.0)) + 1.0)  # tanh(22) rounds to 1
+    e = exp(-abs(2.0 * x))
+    yl = (1.0 - e) / (1.0 + e)
     y = ys if a < _TANH_SMALL else yl
     y = -y if _f64_as_i64(x) < 0 else y
     return y if x == x else x  # noqa: PLR0124 - NaN
