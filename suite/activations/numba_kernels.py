@@ -374,11 +374,12 @@ def _two_sum_lane(s, c, v):  # pragma: no cover - compiled
 
 @njit(inline="always")
 def _sum4(e, m, exact):  # pragma: no cover - compiled
-    """Σ e[:m] in four interleaved partial sums, compensated where ``exact``."""
-    s0 = s1 = s2 = s3 = 0.0
-    c0 = c1 = c2 = c3 = 0.0
+    """Σ e[:m] in interleaved partial sums: four compensated where ``exact``, else eight
+    pairs (independent chains; the eight-wide blocks vectorise)."""
     m4 = m - m % 4
     if exact:
+        s0 = s1 = s2 = s3 = 0.0
+        c0 = c1 = c2 = c3 = 0.0
         for j in range(0, m4, 4):
             s0, c0 = _two_sum_lane(s0, c0, e[j])
             s1, c1 = _two_sum_lane(s1, c1, e[j + 1])
@@ -390,34 +391,35 @@ def _sum4(e, m, exact):  # pragma: no cover - compiled
         s, c = _two_sum_lane(s, c, s2)
         s, c = _two_sum_lane(s, c, s3)
         return s + (c + (c1 + (c2 + c3)))
-    for j in range(0, m4, 4):
-        s0 += e[j]
-        s1 += e[j + 1]
-        s2 += e[j + 2]
-        s3 += e[j + 3]
-    for j in range(m4, m):
-        s0 += e[j]
-    return (s0 + s1) + (s2 + s3)
+    acc = np.zeros(16, np.float64)
+    m16 = m - m % 16
+    for j in range(0, m16, 16):
+        for k in range(16):
+            acc[k] += e[j + k]
+    s = 0.0
+    for j in range(m16, m):
+        s += e[j]
+    for k in range(16):
+        s += acc[k]
+    return s
 
 
 @njit(inline="always")
 def _softmax_row(x, i, e, dr, exact):  # pragma: no cover - compiled
     """Fills e (exp(d) (1 + r)) and dr (d + r) for row i; returns the sum of the others."""
     m = x.shape[1]
-    mx = -np.inf
-    arg = 0
-    nan = False
+    # the maximum through integer keys (an integer max reduction vectorises), NaNs counted
+    mk = vecmath.order_key(x[i, 0])
+    nans = 0
     for j in range(m):
         v = x[i, j]
-        if v != v:  # noqa: PLR0124 - a NaN makes the row NaN
-            nan = True
-        elif v > mx:
-            mx = np.float64(v)
-            arg = j
-    if nan:
-        mx = np.nan
+        mk = max(mk, vecmath.order_key(v))
+        nans += v != v  # noqa: PLR0124
+    mx = np.nan if nans else np.float64(vecmath.from_order_key(mk, x[i, 0]))
+    arg = m  # the first maximum's index (an integer min reduction in the exp pass)
     for j in range(m):
         a = np.float64(x[i, j])
+        arg = min(arg, j if a == mx else m)
         d = a - mx
         if exact:
             bb = d - a
@@ -429,6 +431,7 @@ def _softmax_row(x, i, e, dr, exact):  # pragma: no cover - compiled
         else:
             e[j] = exp(d)
             dr[j] = d
+    arg = arg if arg < m else 0  # a NaN row
     keep = e[arg]
     e[arg] = 0.0  # the maximum's own 1 stays out of the sum
     s = _sum4(e, m, exact)

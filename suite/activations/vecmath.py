@@ -70,6 +70,40 @@ def _f32_as_i32(typingctx, v):  # pragma: no cover - compiled
 
 
 @intrinsic
+def order_key(typingctx, v):  # pragma: no cover - compiled
+    """An int64 that orders like the float32/float64 ``v`` (-0.0 just below +0.0, NaNs beyond
+    ±inf): integer max/min reductions vectorise where float ones (NaN-strict) do not."""
+    if v not in (types.float32, types.float64):
+        return None
+    w = 32 if v == types.float32 else 64
+
+    def codegen(context, builder, sig, args):
+        ity = ir.IntType(w)
+        b = builder.bitcast(args[0], ity)
+        mask = builder.lshr(builder.ashr(b, ir.Constant(ity, w - 1)), ir.Constant(ity, 1))
+        k = builder.xor(b, mask)  # negative: -1 - magnitude bits
+        return builder.sext(k, ir.IntType(64)) if w == 32 else k
+
+    return types.int64(v), codegen
+
+
+@intrinsic
+def from_order_key(typingctx, k, like):  # pragma: no cover - compiled
+    """The float of type ``like`` whose ``order_key`` is k."""
+    if k != types.int64 or like not in (types.float32, types.float64):
+        return None
+    w = 32 if like == types.float32 else 64
+
+    def codegen(context, builder, sig, args):
+        ity = ir.IntType(w)
+        b = args[0] if w == 64 else builder.trunc(args[0], ity)
+        mask = builder.lshr(builder.ashr(b, ir.Constant(ity, w - 1)), ir.Constant(ity, 1))
+        return builder.bitcast(builder.xor(b, mask), context.get_value_type(like))
+
+    return like(k, like), codegen
+
+
+@intrinsic
 def _fma(typingctx, a, b, c):  # pragma: no cover - compiled
     """a * b + c with one rounding (llvm.fma: a vfmadd where the CPU has FMA)."""
     if not (a == b == c and a in (types.float32, types.float64)):
