@@ -2,7 +2,10 @@
 
 Each elementwise activation has three ufuncs (float32 and float64 loops, no fastmath, cached):
 ``f(x)``, ``f'(x)`` and the fused vector-Jacobian product ``dy * f'(x)`` (one pass, no
-temporary). Softmax and log_softmax run one compiled loop per row of the reduced axis.
+temporary), and a fused ``forward_backward`` loop over contiguous arrays. Softmax and
+log_softmax run one compiled loop per row of the reduced axis. exp, expm1, log1p and tanh
+are :mod:`suite.activations.vecmath`'s pure-arithmetic versions, so the fused loops and the
+row passes compile to SIMD code (the ufuncs' strided element loops stay scalar).
 """
 
 from __future__ import annotations
