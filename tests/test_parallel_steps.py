@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from suite import bench, optim
@@ -249,3 +250,20 @@ def test_roofline_pairs_each_implementation_with_a_ceiling_on_its_own_arrays():
     numba = frame[frame.implementation == "numba"].iloc[0]
     assert numba["speedup_vs_best_torch_per_ceiling"] == pytest.approx(
         numba["fraction_of_ceiling"] / best["fraction_of_ceiling"])
+
+
+def test_thread_sweep_table_keeps_each_implementations_own_ceiling():
+    """Hand-made roofline rows: the table shows ms (seconds x 1000), GB/s and, per
+    implementation, the ceiling measured on its own arrays (not one ceiling for all)."""
+    from suite.report import figures as F
+
+    roof = pd.DataFrame({
+        "optimizer": ["adam"] * 4, "threads": [1, 1, 2, 2],
+        "implementation": ["numba", "torch.optim-fused"] * 2,
+        "seconds": [0.004, 0.008, 0.002, 0.005], "GB_per_s": [50.0, 25.0, 100.0, 40.0],
+        "ceiling_GB_per_s": [51.0, 30.0, 101.0, 45.0]})
+    t = F.thread_sweep_table(roof).set_index("threads")
+    assert t.loc[1, "numba ms"] == pytest.approx(4.0)
+    assert t.loc[2, "torch.optim-fused GB/s"] == 40.0
+    assert t.loc[1, "numba ceiling GB/s"] == 51.0
+    assert t.loc[2, "torch.optim-fused ceiling GB/s"] == 45.0
