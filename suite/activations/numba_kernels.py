@@ -14,9 +14,10 @@ import numpy as np
 from numba import njit, vectorize
 
 from suite.activations._series import SERIES, WINDOW
+from suite.activations.vecmath import _fma
+from suite.activations.vecmath import exp as _vexp
 from suite.activations.vecmath_erf import _rational as _erf_rational
-from suite.activations.vecmath_erf import _two_square
-from suite.activations.vecmath_erf import exp as _vexp
+from suite.activations.vecmath_erf import _two_square, erf_small
 
 # float32 loops first: a ufunc takes the first loop its inputs cast to safely.
 _SIG1 = ["float32(float32)", "float64(float64)"]
@@ -91,38 +92,39 @@ def _silu_d(x):  # pragma: no cover - compiled
 
 # Exact GELU: Φ and φ from one exponential, E = exp(-x²/2) with x² split exactly, and Cody's
 # rational erfcx(t), t = |x|/√2 (vecmath_erf: pure arithmetic, so the loops vectorise):
-#   |t| <= 0.46875: Φ = ½ + ½ u erf(u)/u, u = x/√2;  x < 0: Φ = ½ E erfcx(t);  x > 0: 1 - that.
+#   |t| <= 0.46875: Φ = ½ + ½ erf(x/√2);  x < 0: Φ = ½ E erfcx(t);  x > 0: 1 - that.
 # erfcx is well conditioned (|t erfcx'/erfcx| < 1), so rounding t costs < 1 ulp; the x² that
 # makes Φ(x) ill-conditioned for x < 0 only enters the exponential, exactly. In the tail the
 # products are ordered E * (...) last, so that a subnormal E rounds once. Near gelu''s zero
 # the Taylor series of _series replaces the cancelling Φ + xφ (selected, not branched).
-_GELU_X0_HI, _GELU_X0_LO, _GELU_C = SERIES["gelu"][0], SERIES["gelu"][1], SERIES["gelu"][2]
-#: terms of the series used: the 19th at |h| = WINDOW is < 1e-19 of |gelu'| there
-_GELU_TERMS = 18
+_GELU_X0_HI, _GELU_X0_LO, _GELU_C = SERIES["gelu"]
+# 18 terms of the series are used: the 19th at |h| = WINDOW is < 1e-19 of |gelu'| there
 _EXP_M64 = math.exp(-64.0)
 
 
 @njit(cache=True, inline="always")
 def _gelu_series(h):  # pragma: no cover - compiled
+    """gelu'(x0 + h) = Σ c_k h^k, k = 1..18 (fused multiply-adds; written out: a loop this
+    long over a tuple is not unrolled, and would keep the caller's loop scalar)."""
     c = _GELU_C
     p = c[17]
-    p = p * h + c[16]
-    p = p * h + c[15]
-    p = p * h + c[14]
-    p = p * h + c[13]
-    p = p * h + c[12]
-    p = p * h + c[11]
-    p = p * h + c[10]
-    p = p * h + c[9]
-    p = p * h + c[8]
-    p = p * h + c[7]
-    p = p * h + c[6]
-    p = p * h + c[5]
-    p = p * h + c[4]
-    p = p * h + c[3]
-    p = p * h + c[2]
-    p = p * h + c[1]
-    p = p * h + c[0]
+    p = _fma(p, h, c[16])
+    p = _fma(p, h, c[15])
+    p = _fma(p, h, c[14])
+    p = _fma(p, h, c[13])
+    p = _fma(p, h, c[12])
+    p = _fma(p, h, c[11])
+    p = _fma(p, h, c[10])
+    p = _fma(p, h, c[9])
+    p = _fma(p, h, c[8])
+    p = _fma(p, h, c[7])
+    p = _fma(p, h, c[6])
+    p = _fma(p, h, c[5])
+    p = _fma(p, h, c[4])
+    p = _fma(p, h, c[3])
+    p = _fma(p, h, c[2])
+    p = _fma(p, h, c[1])
+    p = _fma(p, h, c[0])
     return p * h
 
 
@@ -142,8 +144,7 @@ def _gelu_both(x):  # pragma: no cover - compiled
     ef = _vexp(-0.5 * hi + (64.0 if far else 0.0)) * (1.0 - 0.5 * lo)
     back = _EXP_M64 if far else 1.0
     neg = xc < 0
-    # near 0: Φ = ½ + ½ u q with u = x/√2 and q = erf(u)/u
-    cdf0 = 0.5 + 0.5 * (xc * _SQRT1_2) * q
+    cdf0 = 0.5 + 0.5 * erf_small(xc * _SQRT1_2, q)  # near 0: Φ = ½ + ½ erf(x/√2)
     d0 = cdf0 + xc * (ef * _INV_SQRT_2PI)
     # tails: ½ q = ½ erfcx(t), Φ(-|x|) = E ½ q
     hq = 0.5 * q

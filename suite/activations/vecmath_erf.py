@@ -11,14 +11,15 @@ function", Math. Comp. 23 (1969) 631-638, with the coefficient sets of his SPECF
 ``CALERF`` (netlib.org/specfun/erf), which approximate erf / erfc to at least 18 significant
 digits:
 
-* ``|x| <= 0.46875``: erf(x) = x A(x²) / B(x²) (degree 4 / 4);
+* ``|x| <= 0.46875``: erf(x) = x A(x²) / B(x²) (degree 4 / 4), evaluated as
+  x 2/√π + x (A - (2/√π) B) / B, which rounds once where x A / B rounds ~3 times;
 * ``0.46875 < |x| <= 4``: erfcx(x) = exp(x²) erfc(x) = C(x) / D(x) (degree 8 / 8);
 * ``|x| > 4``: erfcx(x) = (1/√π - R(1/x²) / x²) / x with R of degree 5 / 5, evaluated here as
   polynomials in x² (numerator and denominator multiplied by x¹⁰; exact in exact arithmetic,
   and no second division).
 
-erfc(x) for x > 0.46875 is exp(-x²) erfcx(x) with x² split exactly into hi + lo (Dekker's
-product), so the exponential loses nothing to the rounding of x², and the result underflows
+erfc(x) for x > 0.46875 is exp(-x²) erfcx(x) with x² split exactly into hi + lo (a fused
+multiply-add gives lo), so the exponential loses nothing to the rounding of x², and the result underflows
 gradually (subnormal, then 0 beyond x ≈ 27.3); erfc(x) = 2 - erfc(-x) for x < 0; erf = 1 - erfc
 there. ±inf, NaN and tiny arguments follow C99 (erf(±0) = ±0, erf(±inf) = ±1, erfc(+inf) = 0,
 erfc(-inf) = 2, NaN propagates).
@@ -28,10 +29,10 @@ float64 lanes per AVX-512 vector instead of sixteen, but the result is the float
 correctly rounded to float32 in all but the rarest cases (tests/test_vecmath_erf.py measures it
 on all 2³² inputs).
 
-:func:`ndtr_parts` is the form the exact GELU uses: Φ(x) and exp(-x²/2) sharing one
-exponential, with t = |x|/√2 passed to erfcx, whose condition number is below 1 for t >= 0
-(so rounding t costs < 1 ulp) while the ill-conditioned x² lives only in the exponential,
-where it is split exactly.
+The exact GELU (:mod:`suite.activations.numba_kernels`) uses the pieces directly: Φ(x) and
+φ(x) share one exp(-x²/2), and erfcx takes t = |x|/√2, whose rounding costs < 1 ulp because
+|t erfcx'(t) / erfcx(t)| < 1 for t >= 0; the ill-conditioned x² only enters the exponential,
+split exactly.
 """
 
 from __future__ import annotations
@@ -39,11 +40,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-try:  # placeholder until vecmath lands
-    from suite.activations.vecmath import exp
-except ImportError:  # pragma: no cover
-    import math
-    exp = math.exp
+from suite.activations.vecmath import _fma, exp
 
 # Cody (1969), CALERF: erf on [0, 0.46875], A(z)/B(z) in z = x²
 _A0, _A1, _A2, _A3, _A4 = (3.16112374387056560e00, 1.13864154151050156e02,
@@ -68,56 +65,63 @@ _THRESH = 0.46875
 _SPLIT = 4.0
 #: erfc(x) = 0 in float64 beyond ~27.3; clamping here keeps x¹⁰ finite in the far range
 _TMAX = 30.0
-_SPLITTER = 134217729.0  # 2**27 + 1
+# the same coefficients as polynomials for _horner (highest power first). Range 1 as
+# erf(t)/t = 2/√π + (A - (2/√π) B)/B: the numerator A(z) - (2/√π) B(z), its coefficients
+# computed from Cody's with mpmath (tests/test_vecmath_erf.py re-derives them), so that
+# erf(t) = t 2/√π + t (lo + N/B) rounds once (<1 ulp instead of ~3 for t A/B)
+_AN = (-0.9426014609109095, -23.47008128331435, -161.48816355220197, -1069.7925297128231,
+       -9.850932577494938e-17)
+_TWO_SQRTPI_HI = 1.1283791670955126
+_TWO_SQRTPI_LO = 1.533545961316588e-17
+_BN = (1.0, _B0, _B1, _B2, _B3)
+_CN = (_C[8], *_C[:8])
+_DN = (1.0, *_D)
+_QN = (_Q[4], _Q[3], _Q[2], _Q[1], _Q[0], 1.0)
+_PN = (_P[4], _P[3], _P[2], _P[1], _P[0], _P[5])
 
 
 @njit(inline="always")
 def _two_square(a):  # pragma: no cover - compiled
-    """(hi, lo) with hi + lo = a² exactly (Dekker), for |a| <= 2**995."""
+    """(hi, lo) with hi + lo = a² exactly (a fused multiply-add recovers the rounding)."""
     p = a * a
-    t = _SPLITTER * a
-    ah = t - (t - a)
-    al = a - ah
-    return p, ((ah * ah - p) + 2.0 * (ah * al)) + al * al
+    return p, _fma(a, a, -p)
+
+
+@njit(inline="always")
+def _horner(c, x):  # pragma: no cover - compiled
+    """c[0] x^n + c[1] x^(n-1) + ... + c[n], fused multiply-adds (unrolled: c is a tuple)."""
+    p = c[0]
+    for i in range(1, len(c)):
+        p = _fma(p, x, c[i])
+    return p
 
 
 @njit(inline="always")
 def _rational(t):  # pragma: no cover - compiled
-    """(num, den, small) for 0 <= t <= _TMAX: erf(t) = t num/den where ``small``
-    (t <= 0.46875), erfcx(t) = num/den elsewhere. All three ranges are evaluated; the pair
+    """(num, den, small) for 0 <= t <= _TMAX: erf(t) = :func:`erf_small` (t, num/den) where
+    ``small`` (t <= 0.46875), erfcx(t) = num/den elsewhere. All three ranges are evaluated; the pair
     is selected, so that the caller divides once."""
     z = t * t
-    # range 1: erf(t)/t = A(z)/B(z)
-    n1 = (((_A4 * z + _A0) * z + _A1) * z + _A2) * z + _A3
-    d1 = (((z + _B0) * z + _B1) * z + _B2) * z + _B3
-    # range 2: erfcx(t) = C(t)/D(t)
-    n2 = _C[8] * t + _C[0]
-    d2 = t + _D[0]
-    n2 = n2 * t + _C[1]
-    d2 = d2 * t + _D[1]
-    n2 = n2 * t + _C[2]
-    d2 = d2 * t + _D[2]
-    n2 = n2 * t + _C[3]
-    d2 = d2 * t + _D[3]
-    n2 = n2 * t + _C[4]
-    d2 = d2 * t + _D[4]
-    n2 = n2 * t + _C[5]
-    d2 = d2 * t + _D[5]
-    n2 = n2 * t + _C[6]
-    d2 = d2 * t + _D[6]
-    n2 = n2 * t + _C[7]
-    d2 = d2 * t + _D[7]
-    # range 3: ysq P/Q with P, Q reversed into polynomials in z (times z**5):
-    # P(ysq) z**5 = P5 + P0 z ... ; erfcx = (SQRPI z Q~ - P~) / (t z Q~)
-    zq = ((((_Q[4] * z + _Q[3]) * z + _Q[2]) * z + _Q[1]) * z + _Q[0]) * z + 1.0
-    zp = ((((_P[4] * z + _P[3]) * z + _P[2]) * z + _P[1]) * z + _P[0]) * z + _P[5]
-    n3 = _SQRPI * (z * zq) - zp
-    d3 = t * (z * zq)
+    n1 = _horner(_AN, z)  # range 1: erf(t)/t - 2/√π = (A(z) - 2/√π B(z))/B(z)
+    d1 = _horner(_BN, z)
+    n2 = _horner(_CN, t)  # range 2: erfcx(t) = C(t)/D(t)
+    d2 = _horner(_DN, t)
+    # range 3: ysq P(ysq)/Q(ysq) with ysq = 1/z, times z**5 / z**5: polynomials in z;
+    # erfcx = (z Q~ / sqrt(pi) - P~) / (t z Q~)
+    zq = z * _horner(_QN, z)
+    n3 = _fma(_SQRPI, zq, -_horner(_PN, z))
+    d3 = t * zq
     small = t <= _THRESH
     mid = t <= _SPLIT
     num = n1 if small else (n2 if mid else n3)
     den = d1 if small else (d2 if mid else d3)
     return num, den, small
+
+
+@njit(inline="always")
+def erf_small(t, q):  # pragma: no cover - compiled
+    """erf(t) for |t| <= 0.46875 from q = num/den of :func:`_rational`."""
+    return _fma(t, _TWO_SQRTPI_HI, t * (_TWO_SQRTPI_LO + q))
 
 
 @njit(inline="always")
@@ -130,7 +134,7 @@ def _erfc_parts(x):  # pragma: no cover - compiled
     hi, lo = _two_square(t)
     # exp(-hi - lo) = exp(-hi) (1 - lo) to far below an ulp (|lo| <= 2**-44 here)
     e = exp(-hi) * (q - q * lo)
-    return (t * q if small else e), small
+    return (erf_small(t, q) if small else e), small
 
 
 @njit(inline="always")
@@ -147,21 +151,20 @@ def erf(x):  # pragma: no cover - compiled
     """erf of a float64 (see the module docstring)."""
     v, small = _erfc_parts(x)
     m = v if small else 1.0 - v  # erf(|x|)
-    # tiny x: t q is x * 1.128..., exact to the last bit of a subnormal; keep the sign of 0
+    # tiny x: erf_small is x * 1.128... rounded once, subnormals included; 0 keeps its sign
     r = m if x > 0 else (-m if x < 0 else x)
     return x if x != x else r  # noqa: PLR0124 - NaN propagates
 
 
 @njit(inline="always")
 def erfcx(t):  # pragma: no cover - compiled
-    """exp(t²) erfc(t) for 0 <= t <= 30 (the range the callers clamp to)."""
+    """exp(t²) erfc(t) for 0 <= t <= 30 (the range the callers clamp to; not checked)."""
     num, den, small = _rational(t)
     q = num / den
-    if small:
-        hi, lo = _two_square(t)
-        # erfcx = exp(t²)(1 - erf(t)) on the first range (t² < 0.22: no loss)
-        return exp(hi) * (1.0 + lo) * (1.0 - t * q)
-    return q
+    hi, lo = _two_square(t)
+    # first range: exp(t²)(1 - erf(t)), t² < 0.22 (no loss); selected, not branched
+    near0 = exp(hi) * (1.0 + lo) * (1.0 - erf_small(t, q))
+    return near0 if small else q
 
 
 @njit(inline="always")
