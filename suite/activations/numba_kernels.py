@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from numba import njit, vectorize
 
+from suite.activations import vecmath
 from suite.activations._series import SERIES, WINDOW
 from suite.activations.vecmath import _fma
 from suite.activations.vecmath import exp as _vexp
@@ -30,29 +31,37 @@ _KAPPA = 0.044715
 _SQRT1_2 = 0.70710678118654752440
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
-# The scalar maths the kernels call, in one place: swap these for vectorisable versions
-# (pure arithmetic that LLVM can vectorise) without touching the formulas below.
-exp = math.exp
-expm1 = math.expm1
-log1p = math.log1p
+# The scalar maths the kernels call, in one place: vectorisable pure-arithmetic versions
+# (suite.activations.vecmath), so that LLVM vectorises the loops that call them.
+exp = vecmath.exp
+expm1 = vecmath.expm1
+log1p = vecmath.log1p
 log = math.log
-tanh = math.tanh
+tanh = vecmath.tanh
 erfc = math.erfc
 
-_SILU0, _GELU0, _GELU_TANH0 = (np.array([hi, lo, *c]) for hi, lo, c in
+def _series_at_zero(x0_hi: float, x0_lo: float, c: tuple[float, ...]) -> Any:
+    """A compiled ``f(x, closed)``: the Taylor series c_1 h + ... + c_n h^n at h = (x - x0_hi)
+    - x0_lo where |h| < WINDOW, else ``closed``. Horner's steps written out with the
+    coefficients as literals (a loop over a 24-element constant stays a loop, and a loop
+    inside the element loop stops it vectorising); both are evaluated and one is selected."""
+    lines = ["def at_zero(x, closed):", f"    h = (x - {x0_hi!r}) - {x0_lo!r}",
+             f"    p = {c[-1]!r}"]
+    lines += [f"    p = fma(p, h, {ck!r})" for ck in reversed(c[:-1])]
+    lines += [f"    return p * h if abs(h) < {WINDOW!r} else closed"]
+    namespace: dict[str, Any] = {"fma": vecmath._fma}
+    exec("\n".join(lines), namespace)  # noqa: S102 - source built from the constants above
+    return njit(inline="always")(namespace["at_zero"])
+
+
+_SILU0, _GELU0, _GELU_TANH0 = (_series_at_zero(hi, lo, c) for hi, lo, c in
                                (SERIES["silu"], SERIES["gelu"], SERIES["gelu_tanh"]))
 
 
 @njit(cache=True, inline="always")
 def _at_zero(x, s, closed):  # pragma: no cover - compiled
-    """closed, or the Taylor series s = [x0_hi, x0_lo, c_1..c_n] near the zero x0."""
-    h = (x - s[0]) - s[1]
-    if not abs(h) < WINDOW:
-        return closed
-    p = s[s.size - 1]
-    for k in range(s.size - 2, 1, -1):
-        p = p * h + s[k]
-    return p * h
+    """closed, or the Taylor series ``s`` (one of the above) near its zero x0."""
+    return s(x, closed)
 
 
 # Every formula works in float64 (float32 inputs are widened with np.float64 — numba types
@@ -63,14 +72,18 @@ def _at_zero(x, s, closed):  # pragma: no cover - compiled
 @njit(cache=True, inline="always")
 def _sig(x):  # pragma: no cover - compiled
     e = exp(-abs(x))
-    return 1 / (1 + e) if x >= 0 else e / (1 + e)
+    n = 1.0 if x >= 0 else e
+    return n * (1 / (1 + e))
 
 
+# sigmoid and its derivative from the same e and 1 / (1 + e) (a fused loop computes both once:
+# LLVM merges the identical expressions; one division, the slowest vector operation)
 @njit(cache=True, inline="always")
 def _sigp(x):  # pragma: no cover - compiled
     """s(x) s(-x) = e / (1 + e)², e = exp(-|x|)."""
     e = exp(-abs(x))
-    return e / ((1 + e) * (1 + e))
+    inv = 1 / (1 + e)
+    return (e * inv) * inv
 
 
 @njit(cache=True, inline="always")
@@ -86,7 +99,9 @@ def _tanh_d(x):  # pragma: no cover - compiled
 @njit(cache=True, inline="always")
 def _silu_d(x):  # pragma: no cover - compiled
     e = exp(-abs(x))
-    s, s_neg = (1 / (1 + e), e / (1 + e)) if x >= 0 else (e / (1 + e), 1 / (1 + e))
+    pos = x >= 0
+    inv = 1 / (1 + e)
+    s, s_neg = (1 if pos else e) * inv, (e if pos else 1) * inv
     return _at_zero(x, _SILU0, s * (1 + x * s_neg))
 
 
@@ -171,15 +186,22 @@ def _gelu_d(x):  # pragma: no cover - compiled
 
 
 @njit(cache=True, inline="always")
+def _gelu_tanh_v(x):  # pragma: no cover - compiled
+    """(x clamped, x², v = 2β(x + κx³)): the same expressions in f and f' (a fused loop
+    evaluates one exp). |x| <= 1e4 keeps x³ finite; s(v) is 0 or 1 beyond."""
+    xc = min(max(x, -1e4), 1e4)
+    x_sq = xc * xc
+    return xc, x_sq, 2 * (_BETA * (xc + _KAPPA * x_sq * xc))
+
+
+@njit(cache=True, inline="always")
 def _gelu_tanh_f(x):  # pragma: no cover - compiled
-    return x * _sig(2 * (_BETA * (x + _KAPPA * x * x * x)))
+    return x * _sig(_gelu_tanh_v(x)[2])
 
 
 @njit(cache=True, inline="always")
 def _gelu_tanh_d(x):  # pragma: no cover - compiled
-    xc = min(max(x, -1e4), 1e4)
-    x_sq = xc * xc
-    v = 2 * (_BETA * (xc + _KAPPA * x_sq * xc))
+    xc, x_sq, v = _gelu_tanh_v(x)
     return _at_zero(x, _GELU_TANH0,
                     _sig(v) + xc * (2 * _BETA * (1 + 3 * _KAPPA * x_sq)) * _sigp(v))
 
@@ -187,7 +209,7 @@ def _gelu_tanh_d(x):  # pragma: no cover - compiled
 @njit(cache=True, inline="always")
 def _softplus_body(x, beta):  # pragma: no cover - compiled
     bx = x * beta
-    return max(bx, 0.0) / beta + log1p(exp(-abs(bx))) / beta
+    return (max(bx, 0.0) + log1p(exp(-abs(bx)))) / beta
 
 
 # sigmoid
@@ -264,12 +286,14 @@ _SIG_P2 = ["float32(float32, float32, float64)", "float64(float64, float64, floa
 
 @njit(cache=True, inline="always")
 def _elu_f(x, alpha):  # pragma: no cover - compiled
-    return x if x > 0 else alpha * expm1(min(x, 0.0))
+    v = alpha * expm1(min(x, 0.0))
+    return x if x > 0 else v
 
 
 @njit(cache=True, inline="always")
 def _elu_d(x, alpha):  # pragma: no cover - compiled
-    return alpha * exp(min(x, 0.0)) if x <= 0 else 1.0
+    v = alpha * exp(min(x, 0.0))
+    return v if x <= 0 else 1.0
 
 
 @vectorize(_SIG_P1, **_OPTS)
@@ -377,7 +401,85 @@ def silu_b(x, dy):  # pragma: no cover - compiled
 # d = x - max with its rounding error r (two-sum) folded into e = exp(d)(1 + r); the sum of the
 # other elements (all but the first maximum) compensated (Neumaier); softmax = e / (1 + sum),
 # log_softmax = (d + r) - log1p(sum), which keeps the dominant logit's -log(1 + tiny).
-@njit(cache=True)
+# Each row in passes that LLVM vectorises: the exps (a map into e), the sum in four
+# interleaved partial sums (four independent chains; float addition is not reassociated), the
+# outputs (a map).
+@njit(inline="always")
+def _two_sum_lane(s, c, v):  # pragma: no cover - compiled
+    """(s + v, c + its rounding error) (Neumaier's step, the branch as a select)."""
+    t = s + v
+    err = (s - t) + v if abs(s) >= abs(v) else (v - t) + s
+    return t, c + err
+
+
+@njit(inline="always")
+def _sum4(e, m, exact):  # pragma: no cover - compiled
+    """Σ e[:m] in interleaved partial sums: four compensated where ``exact``, else eight
+    pairs (independent chains; the eight-wide blocks vectorise)."""
+    m4 = m - m % 4
+    if exact:
+        s0 = s1 = s2 = s3 = 0.0
+        c0 = c1 = c2 = c3 = 0.0
+        for j in range(0, m4, 4):
+            s0, c0 = _two_sum_lane(s0, c0, e[j])
+            s1, c1 = _two_sum_lane(s1, c1, e[j + 1])
+            s2, c2 = _two_sum_lane(s2, c2, e[j + 2])
+            s3, c3 = _two_sum_lane(s3, c3, e[j + 3])
+        for j in range(m4, m):
+            s0, c0 = _two_sum_lane(s0, c0, e[j])
+        s, c = _two_sum_lane(s0, c0, s1)
+        s, c = _two_sum_lane(s, c, s2)
+        s, c = _two_sum_lane(s, c, s3)
+        return s + (c + (c1 + (c2 + c3)))
+    acc = np.zeros(16, np.float64)
+    m16 = m - m % 16
+    for j in range(0, m16, 16):
+        for k in range(16):
+            acc[k] += e[j + k]
+    s = 0.0
+    for j in range(m16, m):
+        s += e[j]
+    for k in range(16):
+        s += acc[k]
+    return s
+
+
+@njit(inline="always")
+def _softmax_row(x, i, e, dr, exact):  # pragma: no cover - compiled
+    """Fills e (exp(d) (1 + r)) and dr (d + r) for row i; returns the sum of the others."""
+    m = x.shape[1]
+    # the maximum through integer keys (an integer max reduction vectorises), NaNs counted
+    mk = vecmath.order_key(x[i, 0])
+    nans = 0
+    for j in range(m):
+        v = x[i, j]
+        mk = max(mk, vecmath.order_key(v))
+        nans += v != v  # noqa: PLR0124
+    mx = np.nan if nans else np.float64(vecmath.from_order_key(mk, x[i, 0]))
+    arg = m  # the first maximum's index (an integer min reduction in the exp pass)
+    for j in range(m):
+        a = np.float64(x[i, j])
+        arg = min(arg, j if a == mx else m)
+        d = a - mx
+        if exact:
+            bb = d - a
+            r = (a - (d - bb)) + (-mx - bb)
+            r = r if abs(r) < np.inf else 0.0  # not finite (an infinite logit): no correction
+            ej = exp(d)
+            e[j] = ej + ej * r
+            dr[j] = d + r
+        else:
+            e[j] = exp(d)
+            dr[j] = d
+    arg = arg if arg < m else 0  # a NaN row
+    keep = e[arg]
+    e[arg] = 0.0  # the maximum's own 1 stays out of the sum
+    s = _sum4(e, m, exact)
+    e[arg] = keep
+    return s
+
+
+@njit(cache=True, error_model="numpy")
 def _softmax_rows(x, out, log, exact):  # pragma: no cover - compiled
     """``exact`` for float64 logits (two-sum and compensation); float32 logits in float64
     are exact enough without them."""
@@ -385,57 +487,25 @@ def _softmax_rows(x, out, log, exact):  # pragma: no cover - compiled
     e = np.empty(m, np.float64)
     dr = np.empty(m, np.float64)
     for i in range(n):
-        mx = -np.inf
-        arg = 0
-        nan = False
-        for j in range(m):
-            v = x[i, j]
-            if v != v:  # noqa: PLR0124 - a NaN makes the row NaN
-                nan = True
-            elif v > mx:
-                mx = np.float64(v)
-                arg = j
-        if nan:
-            mx = np.nan
-        s = 0.0
-        c = 0.0
-        for j in range(m):
-            a = np.float64(x[i, j])
-            d = a - mx
-            ej = exp(d)
-            if exact:
-                bb = d - a
-                r = (a - (d - bb)) + (-mx - bb)
-                if not math.isfinite(r):
-                    r = 0.0
-                ej = ej + ej * r
-                d = d + r
-            e[j] = ej
-            dr[j] = d
-            if j != arg:
-                t = s + ej
-                if exact:
-                    if abs(s) >= abs(ej):
-                        c += (s - t) + ej
-                    else:
-                        c += (ej - t) + s
-                s = t
-        s = s + c
+        s = _softmax_row(x, i, e, dr, exact)
         if log:
             ls = log1p(s)
             for j in range(m):
                 out[i, j] = dr[j] - ls
         else:
+            inv = 1 / (1 + s)
             for j in range(m):
-                out[i, j] = e[j] / (1 + s)
+                out[i, j] = e[j] * inv
 
 
 # Fused forward + backward: one pass, the function evaluated once per element, both outputs
 # written. Each body calls the same scalar functions as its forward and VJP ufuncs above, in
 # the same order, so the results are the same bits (tests/test_activations_losses.py checks
-# it). elu, selu and gelu(tanh) are not fused: their forward and backward share no work.
-# Plain loops over flat arrays, not scalar-core gufuncs: the gufunc machinery's per-element
-# call made relu's fused pass 4x slower than its two vectorised ufuncs.
+# it). elu, selu and gelu(tanh) share no work between forward and backward, but one pass
+# still reads x once. Plain loops over flat arrays, not scalar-core gufuncs: the gufunc
+# machinery's per-element call made relu's fused pass 4x slower than its two vectorised ufuncs.
+# The bodies are branch-free (selects), so LLVM vectorises them (vecmath's functions are pure
+# arithmetic); error_model "numpy" keeps divisions free of zero checks.
 _FB_OPTS: dict[str, Any] = {"cache": True, "error_model": "numpy"}
 
 
@@ -443,9 +513,8 @@ _FB_OPTS: dict[str, Any] = {"cache": True, "error_model": "numpy"}
 def sigmoid_fb(x, dy, y, dx):  # pragma: no cover - compiled
     for i in range(x.size):
         xi = np.float64(x[i])
-        e = exp(-abs(xi))
-        y[i] = 1 / (1 + e) if xi >= 0 else e / (1 + e)
-        dx[i] = np.float64(dy[i]) * (e / ((1 + e) * (1 + e)))
+        y[i] = _sig(xi)
+        dx[i] = np.float64(dy[i]) * _sigp(xi)
 
 
 @njit(**_FB_OPTS)
@@ -479,13 +548,14 @@ def leaky_relu_fb(x, dy, y, dx, slope):  # pragma: no cover - compiled
 def softplus_fb(x, dy, y, dx, beta_t, threshold_t, beta):  # pragma: no cover - compiled
     for i in range(x.size):
         xi = x[i]
-        if xi * beta_t > threshold_t:
-            y[i] = xi
-            dx[i] = dy[i]
-        else:
-            xd = np.float64(xi)
-            y[i] = _softplus_body(xd, beta)
-            dx[i] = np.float64(dy[i]) * _sig(xd * beta)
+        dyi = dy[i]
+        xd = np.float64(xi)
+        lin = xi * beta_t > threshold_t
+        yv = _softplus_body(xd, beta)
+        dv = np.float64(dyi) * _sig(xd * beta)
+        # both evaluated, then selected (a branch would stop the loop vectorising)
+        y[i] = xi if lin else yv
+        dx[i] = dyi if lin else dv
 
 
 @njit(**_FB_OPTS)
@@ -497,6 +567,30 @@ def gelu_fb(x, dy, y, dx):  # pragma: no cover - compiled
 
 
 @njit(**_FB_OPTS)
+def elu_fb(x, dy, y, dx, alpha):  # pragma: no cover - compiled
+    for i in range(x.size):
+        xi = np.float64(x[i])
+        y[i] = _elu_f(xi, alpha)
+        dx[i] = np.float64(dy[i]) * _elu_d(xi, alpha)
+
+
+@njit(**_FB_OPTS)
+def selu_fb(x, dy, y, dx):  # pragma: no cover - compiled
+    for i in range(x.size):
+        xi = np.float64(x[i])
+        y[i] = SELU_SCALE * _elu_f(xi, SELU_ALPHA)
+        dx[i] = np.float64(dy[i]) * (SELU_SCALE * _elu_d(xi, SELU_ALPHA))
+
+
+@njit(**_FB_OPTS)
+def gelu_tanh_fb(x, dy, y, dx):  # pragma: no cover - compiled
+    for i in range(x.size):
+        xi = np.float64(x[i])
+        y[i] = _gelu_tanh_f(xi)
+        dx[i] = np.float64(dy[i]) * _gelu_tanh_d(xi)
+
+
+@njit(**_FB_OPTS)
 def silu_fb(x, dy, y, dx):  # pragma: no cover - compiled
     for i in range(x.size):
         xi = np.float64(x[i])
@@ -504,25 +598,38 @@ def silu_fb(x, dy, y, dx):  # pragma: no cover - compiled
         dx[i] = np.float64(dy[i]) * _silu_d(xi)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _softmax_fb_rows(x, dy, y, dx, log, exact):  # pragma: no cover - compiled
+    """Row by row (the row stays in cache): y as in ``_softmax_rows``, then dx from the stored
+    y. ``y`` and ``dx`` may be the same array: each y is read before its dx is written."""
     n, m = x.shape
-    _softmax_rows(x, y, log, exact)
+    e = np.empty(m, np.float64)
+    dr = np.empty(m, np.float64)
+    g = np.empty(m, np.float64)
     for i in range(n):
-        s = 0.0
+        s = _softmax_row(x, i, e, dr, exact)
+        inv = 1 / (1 + s)
         if log:
+            ls = log1p(s)
             for j in range(m):
-                s += dy[i, j]
+                y[i, j] = dr[j] - ls
             for j in range(m):
-                dx[i, j] = dy[i, j] - math.exp(y[i, j]) * s
+                g[j] = dy[i, j]
+            sd = _sum4(g, m, False)
+            # exp(y) = e / (1 + s) from the unrounded e (torch: exp of the rounded output)
+            for j in range(m):
+                dx[i, j] = dy[i, j] - (e[j] * inv) * sd
         else:
             for j in range(m):
-                s += dy[i, j] * y[i, j]
+                y[i, j] = e[j] * inv
             for j in range(m):
-                dx[i, j] = y[i, j] * (dy[i, j] - s)
+                g[j] = dy[i, j] * y[i, j]
+            sd = _sum4(g, m, False)
+            for j in range(m):
+                dx[i, j] = y[i, j] * (dy[i, j] - sd)
 
 
-_FUSED = {"sigmoid", "tanh", "relu", "leaky_relu", "softplus", "gelu", "silu"}
+_FUSED = {"sigmoid", "tanh", "relu", "leaky_relu", "softplus", "gelu", "silu", "elu", "selu"}
 
 
 def _rows(x: np.ndarray, dim: int) -> tuple[np.ndarray, Any]:
@@ -583,10 +690,11 @@ def forward_backward(name: str, x: np.ndarray, dy: np.ndarray, **params: Any
         y, dx = np.empty_like(rows), np.empty_like(rows)
         _softmax_fb_rows(rows, drows, y, dx, name == "log_softmax", x.dtype == np.float64)
         return np.ascontiguousarray(back(y)), np.ascontiguousarray(back(dx))
-    if name not in _FUSED or (name == "gelu" and params.get("approximate") == "tanh"):
+    if name not in _FUSED:
         return forward(name, x, **params), backward(name, x, dy, **params)
+    key = "gelu_tanh" if name == "gelu" and params.get("approximate") == "tanh" else name
     xf = np.ascontiguousarray(x).reshape(-1)
     dyf = np.ascontiguousarray(dy).reshape(-1)
     y, dx = np.empty_like(xf), np.empty_like(xf)
-    globals()[f"{name}_fb"](xf, dyf, y, dx, *_extra(name, params, x.dtype))
+    globals()[f"{key}_fb"](xf, dyf, y, dx, *_extra(name, params, x.dtype))
     return y.reshape(x.shape), dx.reshape(x.shape)

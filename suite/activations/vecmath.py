@@ -70,6 +70,40 @@ def _f32_as_i32(typingctx, v):  # pragma: no cover - compiled
 
 
 @intrinsic
+def order_key(typingctx, v):  # pragma: no cover - compiled
+    """An int64 that orders like the float32/float64 ``v`` (-0.0 just below +0.0, NaNs beyond
+    ±inf): integer max/min reductions vectorise where float ones (NaN-strict) do not."""
+    if v not in (types.float32, types.float64):
+        return None
+    w = 32 if v == types.float32 else 64
+
+    def codegen(context, builder, sig, args):
+        ity = ir.IntType(w)
+        b = builder.bitcast(args[0], ity)
+        mask = builder.lshr(builder.ashr(b, ir.Constant(ity, w - 1)), ir.Constant(ity, 1))
+        k = builder.xor(b, mask)  # negative: -1 - magnitude bits
+        return builder.sext(k, ir.IntType(64)) if w == 32 else k
+
+    return types.int64(v), codegen
+
+
+@intrinsic
+def from_order_key(typingctx, k, like):  # pragma: no cover - compiled
+    """The float of type ``like`` whose ``order_key`` is k."""
+    if k != types.int64 or like not in (types.float32, types.float64):
+        return None
+    w = 32 if like == types.float32 else 64
+
+    def codegen(context, builder, sig, args):
+        ity = ir.IntType(w)
+        b = args[0] if w == 64 else builder.trunc(args[0], ity)
+        mask = builder.lshr(builder.ashr(b, ir.Constant(ity, w - 1)), ir.Constant(ity, 1))
+        return builder.bitcast(builder.xor(b, mask), context.get_value_type(like))
+
+    return like(k, like), codegen
+
+
+@intrinsic
 def _fma(typingctx, a, b, c):  # pragma: no cover - compiled
     """a * b + c with one rounding (llvm.fma: a vfmadd where the CPU has FMA)."""
     if not (a == b == c and a in (types.float32, types.float64)):
@@ -162,12 +196,14 @@ def exp(x):  # pragma: no cover - compiled
 def expm1(x):  # pragma: no cover - compiled
     """e^x - 1 in float64: x = k ln2 + r, e^x - 1 = 2^k (e^r - 1) + (2^k - 1) with one fused
     rounding; |x| < 2^-54 returns x (keeps -0.0)."""
-    kf, hi, lo = _reduce(_clamp(x, -40.0, _EXP_HI))  # expm1(-40) rounds to -1
+    # exp's reduction and polynomial, the same expressions: where a loop computes both exp(x)
+    # and expm1(x) (elu and its derivative) LLVM evaluates them once
+    kf, hi, lo = _reduce(_clamp(x, _EXP_LO, _EXP_HI))
     r = hi - lo
     cp = ((hi - r) - lo) + _expm1_poly(r)  # e^(hi - lo) - 1 = r + cp
     em = r + cp
     k = np.int64(kf)
-    t = _pow2(min(k, 1000))
+    t = _pow2(max(min(k, 1000), -1000))  # k < -60: the result rounds to -1 all the same
     # (t - 1) + t r + t cp, the largest part (t - 1) + t r rounded once, then the small t cp
     # added; t - 1 is exact for k <= 52, above that the -1 goes into cp as -2^-k
     y = _fma(t, cp, _fma(t, r, t - 1.0))
@@ -207,7 +243,8 @@ def log1p(x):  # pragma: no cover - compiled
 
 @njit(inline="always")
 def tanh(x):  # pragma: no cover - compiled
-    """tanh in float64: |x| < 0.55: x + x³ P(x²); else 1 - 2 / (e^(2|x|) + 1), the sign
+    """tanh in float64: |x| < 0.55: x + x³ P(x²); else (1 - e) / (1 + e), e = e^(-2|x|)
+    (the e of tanh' = 4e / (1 + e)²: a loop computing both evaluates it once); the sign
     copied from x (-0.0 kept)."""
     a = abs(x)
     z = a * a
@@ -215,7 +252,135 @@ def tanh(x):  # pragma: no cover - compiled
     for i in range(1, len(_TP)):
         p = _fma(p, z, _TP[i])
     ys = _fma(a * z, p, a)
-    yl = 1.0 - 2.0 / (exp(2.0 * min(a, 22.0)) + 1.0)  # tanh(22) rounds to 1
+    e = exp(-abs(2.0 * x))
+    yl = (1.0 - e) / (1.0 + e)
     y = ys if a < _TANH_SMALL else yl
     y = -y if _f64_as_i64(x) < 0 else y
+    return y if x == x else x  # noqa: PLR0124 - NaN
+
+
+# --------------------------------------------------------------------------------------------
+# float32: the same algorithms in float32 arithmetic (constants typed float32; every
+# operation stays in float32), exponents in int32 bits
+
+_f32 = np.float32
+_LOG2E_F = _f32(1.44269504)
+_SHIFT_F = _f32(12582912.0)  # 1.5 * 2^23
+_LN2_HI_F = _f32(0.693359375)  # 9 significant bits: k * _LN2_HI_F is exact for |k| < 2^15
+_LN2_LO_F = _f32(-2.12194440e-4)
+_EXP_HI_F = _f32(88.8)  # expf(88.73) overflows
+_EXP_LO_F = _f32(-104.0)  # expf(-103.98) rounds to 0
+_ONE_F, _TWO_F, _HALF_F, _ZERO_F = _f32(1.0), _f32(2.0), _f32(0.5), _f32(0.0)
+_TINY_F = _f32(2.0**-25)
+# (e^r - 1 - r) / r^2 on |r| <= ln2/2, degree 5: Chebyshev fit (mpmath), 1.4e-9 absolute
+_EP_F = tuple(_f32(c) for c in (0.00019890980869750327, 0.0013933641031986701,
+                                0.008333310934448869, 0.04166646500604005,
+                                0.16666666681614256, 0.5000000013457727))
+# (tanh(a) - a) / a^3 in z = a^2 on a <= 0.55, degree 4: 3.9e-9 relative to tanh
+_TP_F = tuple(_f32(c) for c in (-0.006610227831114734, 0.021309388664443474,
+                                -0.05390942882746055, 0.1333311372902087,
+                                -0.3333333200797698))
+_TANH_SMALL_F = _f32(0.55)
+# musl's log1pf: log(1 + f) = f - f²/2 + s (f²/2 + R(s²)), and ln2 split
+_LGF = tuple(_f32(c) for c in (0xAAAAAA * 2.0**-24, 0xCCCE13 * 2.0**-25,
+                               0x91E9EE * 2.0**-25, 0xF89E26 * 2.0**-26))
+_LN2_HI_LOG_F = _f32(6.9313812256e-01)
+_LN2_LO_LOG_F = _f32(9.0580006145e-06)
+
+
+@njit(inline="always")
+def _clamp32(x, lo, hi):  # pragma: no cover - compiled
+    x = x if x < hi else hi  # noqa: FURB136 - the NaN order is explicit
+    return x if x > lo else lo  # noqa: FURB136
+
+
+@njit(inline="always")
+def _pow2_32(k):  # pragma: no cover - compiled
+    """2.0**k in float32 for integer k in [-126, 127]."""
+    return _i32_as_f32(np.int32((k + 127) << 23))
+
+
+@njit(inline="always")
+def _expm1_poly32(r):  # pragma: no cover - compiled
+    p = _EP_F[0]
+    for i in range(1, len(_EP_F)):
+        p = _fma(p, r, _EP_F[i])
+    return (r * r) * p
+
+
+@njit(inline="always")
+def _reduce32(x):  # pragma: no cover - compiled
+    kf = _fma(x, _LOG2E_F, _SHIFT_F) - _SHIFT_F
+    hi = _fma(-kf, _LN2_HI_F, x)  # exact
+    lo = kf * _LN2_LO_F  # ln2 = _LN2_HI_F + _LN2_LO_F
+    return kf, hi, lo
+
+
+@njit(inline="always")
+def exp32(x):  # pragma: no cover - compiled
+    """e^x for float32 x, in float32 arithmetic (see ``exp``)."""
+    kf, hi, lo = _reduce32(_clamp32(x, _EXP_LO_F, _EXP_HI_F))
+    r = hi - lo
+    p = _ONE_F + (r + (((hi - r) - lo) + _expm1_poly32(r)))
+    k = np.int64(kf)
+    k1 = k >> 1
+    y = (p * _pow2_32(k1)) * _pow2_32(k - k1)
+    return y if x == x else x  # noqa: PLR0124 - NaN
+
+
+@njit(inline="always")
+def expm1_32(x):  # pragma: no cover - compiled
+    """e^x - 1 for float32 x, in float32 arithmetic (see ``expm1``)."""
+    kf, hi, lo = _reduce32(_clamp32(x, _f32(-20.0), _EXP_HI_F))  # expm1f(-20) rounds to -1
+    r = hi - lo
+    cp = ((hi - r) - lo) + _expm1_poly32(r)
+    em = r + cp
+    k = np.int64(kf)
+    t = _pow2_32(min(k, 100))
+    y = _fma(t, cp, _fma(t, r, t - _ONE_F))  # t - 1 exact for k <= 23
+    y = _fma(t, cp - _pow2_32(-min(k, 100)), _fma(t, r, t)) if k > 23 else y
+    k1 = k >> 1
+    big = ((_ONE_F + em) * _pow2_32(k1)) * _pow2_32(k - k1)
+    y = big if k > 100 else y
+    return x if not abs(x) >= _TINY_F else y  # NaN, ±0, |x| < 2^-25
+
+
+@njit(inline="always")
+def log1p_32(x):  # pragma: no cover - compiled
+    """log(1 + x) for float32 x, in float32 arithmetic (see ``log1p``)."""
+    u = _ONE_F + x
+    us = u if u > _ZERO_F else _ONE_F
+    hu = np.int64(_f32_as_i32(us)) + (0x3F800000 - 0x3F3504F3)
+    k = (hu >> 23) - 127
+    m = _i32_as_f32(np.int32((hu & 0x007FFFFF) + 0x3F3504F3))
+    c = ((_ONE_F - (us - x)) if k >= 2 else (x - (us - _ONE_F))) / us
+    c = c if k < 25 else _ZERO_F
+    f = m - _ONE_F
+    f = x if k == 0 else f
+    c = _ZERO_F if k == 0 else c
+    hfsq = _HALF_F * f * f
+    s = f / (_TWO_F + f)
+    z = s * s
+    w = z * z
+    t1 = w * _fma(w, _LGF[3], _LGF[1])
+    t2 = z * _fma(w, _LGF[2], _LGF[0])
+    dk = _f32(k)
+    y = s * (hfsq + (t2 + t1)) + _fma(dk, _LN2_LO_LOG_F, c) - hfsq + f + dk * _LN2_HI_LOG_F
+    y = y if x < np.inf else x
+    y = y if u > _ZERO_F else (_f32(-np.inf) if u == _ZERO_F else _f32(np.nan))
+    return x if not abs(x) >= _TINY_F else y
+
+
+@njit(inline="always")
+def tanh32(x):  # pragma: no cover - compiled
+    """tanh for float32 x, in float32 arithmetic (see ``tanh``)."""
+    a = abs(x)
+    z = a * a
+    p = _TP_F[0]
+    for i in range(1, len(_TP_F)):
+        p = _fma(p, z, _TP_F[i])
+    ys = _fma(a * z, p, a)
+    yl = _ONE_F - _TWO_F / (exp32(_TWO_F * min(a, _f32(10.0))) + _ONE_F)  # tanhf(10) is 1
+    y = ys if a < _TANH_SMALL_F else yl
+    y = -y if _f32_as_i32(x) < 0 else y
     return y if x == x else x  # noqa: PLR0124 - NaN
