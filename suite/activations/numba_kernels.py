@@ -15,8 +15,6 @@ from numba import njit, vectorize
 
 from suite.activations import vecmath
 from suite.activations._series import SERIES, WINDOW
-from suite.activations.vecmath import _fma
-from suite.activations.vecmath import exp as _vexp
 from suite.activations.vecmath_erf import _rational as _erf_rational
 from suite.activations.vecmath_erf import _two_square, erf_small
 
@@ -112,35 +110,7 @@ def _silu_d(x):  # pragma: no cover - compiled
 # makes Φ(x) ill-conditioned for x < 0 only enters the exponential, exactly. In the tail the
 # products are ordered E * (...) last, so that a subnormal E rounds once. Near gelu''s zero
 # the Taylor series of _series replaces the cancelling Φ + xφ (selected, not branched).
-_GELU_X0_HI, _GELU_X0_LO, _GELU_C = SERIES["gelu"]
-# 18 terms of the series are used: the 19th at |h| = WINDOW is < 1e-19 of |gelu'| there
 _EXP_M64 = math.exp(-64.0)
-
-
-@njit(cache=True, inline="always")
-def _gelu_series(h):  # pragma: no cover - compiled
-    """gelu'(x0 + h) = Σ c_k h^k, k = 1..18 (fused multiply-adds; written out: a loop this
-    long over a tuple is not unrolled, and would keep the caller's loop scalar)."""
-    c = _GELU_C
-    p = c[17]
-    p = _fma(p, h, c[16])
-    p = _fma(p, h, c[15])
-    p = _fma(p, h, c[14])
-    p = _fma(p, h, c[13])
-    p = _fma(p, h, c[12])
-    p = _fma(p, h, c[11])
-    p = _fma(p, h, c[10])
-    p = _fma(p, h, c[9])
-    p = _fma(p, h, c[8])
-    p = _fma(p, h, c[7])
-    p = _fma(p, h, c[6])
-    p = _fma(p, h, c[5])
-    p = _fma(p, h, c[4])
-    p = _fma(p, h, c[3])
-    p = _fma(p, h, c[2])
-    p = _fma(p, h, c[1])
-    p = _fma(p, h, c[0])
-    return p * h
 
 
 @njit(cache=True, inline="always")
@@ -156,7 +126,7 @@ def _gelu_both(x):  # pragma: no cover - compiled
     # the tail's product scaled back at the end, so that it rounds once (gelu' multiplies E
     # by up to 16)
     far = hi > 1400.0
-    ef = _vexp(-0.5 * hi + (64.0 if far else 0.0)) * (1.0 - 0.5 * lo)
+    ef = exp(-0.5 * hi + (64.0 if far else 0.0)) * (1.0 - 0.5 * lo)
     back = _EXP_M64 if far else 1.0
     neg = xc < 0
     cdf0 = 0.5 + 0.5 * erf_small(xc * _SQRT1_2, q)  # near 0: Φ = ½ + ½ erf(x/√2)
@@ -168,8 +138,7 @@ def _gelu_both(x):  # pragma: no cover - compiled
               else 1.0 + ef * (xc * _INV_SQRT_2PI - hq))
     fwd = xc * cdf0 if small else fwd_tail
     d = d0 if small else d_tail
-    h = (xc - _GELU_X0_HI) - _GELU_X0_LO
-    d = _gelu_series(h) if abs(h) < WINDOW else d
+    d = _GELU0(xc, d)
     # beyond the clamp: gelu = x (x > 40), -0 below (x Φ(x) underflows; -inf: x * 0 = nan)
     fwd = x if x > 40.0 else (x * 0.0 if x < -40.0 else fwd)
     return (x, x) if x != x else (fwd, d)  # noqa: PLR0124 - NaN propagates
