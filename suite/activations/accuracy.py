@@ -351,8 +351,8 @@ def exhaustive_float32(name: str, quantity: str = "forward", backend: str = "num
     against ``reference_backend``'s float64 path, in float32 ulps.
 
     The float64 path stands in for the truth (its own error, a few float64 ulps times κ, is
-    ~1e-8 float32 ulps); it is a different code path when the backends differ (numba: libm
-    erfc with a correction term; numpy: Faddeeva erfcx). Returns the count of inputs, the
+    ~1e-8 float32 ulps); it is a different code path when the backends differ (numba: Cody's
+    rational erfcx, suite.activations.vecmath_erf; numpy: Faddeeva erfcx). Returns the count of inputs, the
     largest error and where it is, and how many inputs exceed the bound of ``backend``."""
     act = A.get(name, backend=backend, **params)
     ref = A.get(name, backend=reference_backend, **params)

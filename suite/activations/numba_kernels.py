@@ -18,6 +18,8 @@ from numba import njit, vectorize
 
 from suite.activations import vecmath
 from suite.activations._series import SERIES, WINDOW
+from suite.activations.vecmath_erf import _rational as _erf_rational
+from suite.activations.vecmath_erf import _two_square, erf_small
 
 # float32 loops first: a ufunc takes the first loop its inputs cast to safely.
 _SIG1 = ["float32(float32)", "float64(float64)"]
@@ -28,10 +30,7 @@ SELU_SCALE = 1.0507009873554804934193349852946
 _BETA = math.sqrt(2.0) * (2.0 / math.sqrt(math.pi)) * 0.5
 _KAPPA = 0.044715
 _SQRT1_2 = 0.70710678118654752440
-_SQRT1_2_LO = -4.8336466567264567e-17  # 1/sqrt(2) - _SQRT1_2
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-_TWO_OVER_SQRT_PI = 1.1283791670955126
-_SPLITTER = 134217729.0  # 2**27 + 1
 
 # The scalar maths the kernels call, in one place: vectorisable pure-arithmetic versions
 # (suite.activations.vecmath), so that LLVM vectorises the loops that call them.
@@ -89,37 +88,6 @@ def _sigp(x):  # pragma: no cover - compiled
 
 
 @njit(cache=True, inline="always")
-def _two_prod(a, b):  # pragma: no cover - compiled
-    p = a * b
-    t = _SPLITTER * a
-    ah = t - (t - a)
-    al = a - ah
-    t = _SPLITTER * b
-    bh = t - (t - b)
-    bl = b - bh
-    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
-
-
-@njit(cache=True, inline="always")
-def _exp_half_square(x):  # pragma: no cover - compiled
-    xc = min(max(x, -40.0), 40.0)
-    hi, lo = _two_prod(xc, xc)
-    return exp(-0.5 * hi) * (1 - 0.5 * lo)
-
-
-@njit(cache=True, inline="always")
-def _ndtr(x):  # pragma: no cover - compiled
-    """Φ(x) = ½ erfc(t), t = -x/√2, with the rounding of t corrected by one derivative term
-    (erfc(t + dt) = erfc(t) - dt 2/√π exp(-t²)): otherwise ~x² ulps are lost for x < 0."""
-    if x != x:  # noqa: PLR0124 - NaN
-        return x
-    xc = min(max(x, -40.0), 40.0)
-    t, dt = _two_prod(-xc, _SQRT1_2)
-    dt += -xc * _SQRT1_2_LO
-    return 0.5 * (erfc(t) - dt * _TWO_OVER_SQRT_PI * _exp_half_square(xc))
-
-
-@njit(cache=True, inline="always")
 def _tanh_f(x):  # pragma: no cover - compiled
     return tanh(x)
 
@@ -138,14 +106,55 @@ def _silu_d(x):  # pragma: no cover - compiled
     return _at_zero(x, _SILU0, s * (1 + x * s_neg))
 
 
+# Exact GELU: Φ and φ from one exponential, E = exp(-x²/2) with x² split exactly, and Cody's
+# rational erfcx(t), t = |x|/√2 (vecmath_erf: pure arithmetic, so the loops vectorise):
+#   |t| <= 0.46875: Φ = ½ + ½ erf(x/√2);  x < 0: Φ = ½ E erfcx(t);  x > 0: 1 - that.
+# erfcx is well conditioned (|t erfcx'/erfcx| < 1), so rounding t costs < 1 ulp; the x² that
+# makes Φ(x) ill-conditioned for x < 0 only enters the exponential, exactly. In the tail the
+# products are ordered E * (...) last, so that a subnormal E rounds once. Near gelu''s zero
+# the Taylor series of _series replaces the cancelling Φ + xφ (selected, not branched).
+_EXP_M64 = math.exp(-64.0)
+
+
+@njit(cache=True, inline="always")
+def _gelu_both(x):  # pragma: no cover - compiled
+    """(gelu(x), gelu'(x)) of a float64."""
+    xc = min(max(x, -40.0), 40.0)
+    t = abs(xc) * _SQRT1_2
+    num, den, small = _erf_rational(t)
+    q = num / den
+    hi, lo = _two_square(xc)
+    # exp(-x²/2): |lo| < 2**-43, so exp(-lo/2) = 1 - lo/2. Where it would be subnormal
+    # (x² > 1400) it is computed times e**64 (adding 64 to -x²/2 in [-800, -700] is exact) and
+    # the tail's product scaled back at the end, so that it rounds once (gelu' multiplies E
+    # by up to 16)
+    far = hi > 1400.0
+    ef = exp(-0.5 * hi + (64.0 if far else 0.0)) * (1.0 - 0.5 * lo)
+    back = _EXP_M64 if far else 1.0
+    neg = xc < 0
+    cdf0 = 0.5 + 0.5 * erf_small(xc * _SQRT1_2, q)  # near 0: Φ = ½ + ½ erf(x/√2)
+    d0 = cdf0 + xc * (ef * _INV_SQRT_2PI)
+    # tails: ½ q = ½ erfcx(t), Φ(-|x|) = E ½ q
+    hq = 0.5 * q
+    fwd_tail = (ef * (xc * hq)) * back if neg else xc - ef * (xc * hq)
+    d_tail = ((ef * (hq + xc * _INV_SQRT_2PI)) * back if neg
+              else 1.0 + ef * (xc * _INV_SQRT_2PI - hq))
+    fwd = xc * cdf0 if small else fwd_tail
+    d = d0 if small else d_tail
+    d = _GELU0(xc, d)
+    # beyond the clamp: gelu = x (x > 40), -0 below (x Φ(x) underflows; -inf: x * 0 = nan)
+    fwd = x if x > 40.0 else (x * 0.0 if x < -40.0 else fwd)
+    return (x, x) if x != x else (fwd, d)  # noqa: PLR0124 - NaN propagates
+
+
 @njit(cache=True, inline="always")
 def _gelu_f(x):  # pragma: no cover - compiled
-    return x * _ndtr(x)
+    return _gelu_both(x)[0]
 
 
 @njit(cache=True, inline="always")
 def _gelu_d(x):  # pragma: no cover - compiled
-    return _at_zero(x, _GELU0, _ndtr(x) + x * (_exp_half_square(x) * _INV_SQRT_2PI))
+    return _gelu_both(x)[1]
 
 
 @njit(cache=True, inline="always")
@@ -524,10 +533,8 @@ def softplus_fb(x, dy, y, dx, beta_t, threshold_t, beta):  # pragma: no cover - 
 @njit(**_FB_OPTS)
 def gelu_fb(x, dy, y, dx):  # pragma: no cover - compiled
     for i in range(x.size):
-        xi = np.float64(x[i])
-        cdf = _ndtr(xi)
-        y[i] = xi * cdf
-        d = _at_zero(xi, _GELU0, cdf + xi * (_exp_half_square(xi) * _INV_SQRT_2PI))
+        f, d = _gelu_both(np.float64(x[i]))
+        y[i] = f
         dx[i] = np.float64(dy[i]) * d
 
 
