@@ -345,7 +345,7 @@ def _run_numba(prob: Problem, rule: optim.Rule, x0: np.ndarray, steps: int, tg: 
     best = np.empty(n)
     rec_f = np.empty((n_rec, n))
     rec_x = np.empty((n_rec, n, d))
-    K.run_batch(x0, steps, pid, data, float(prob.f_min), _OPT_CODES[rule.name],
+    K.run_blocks(x0, steps, pid, data, float(prob.f_min), _OPT_CODES[rule.name],
                 consts, _hyper_array(rule), tg, record_every, out_x, out_f, hits, best, rec_f,
                 rec_x)
     with np.errstate(all="ignore"):
