@@ -607,9 +607,9 @@ def _gradients_b(pid, P, d, data, G, n):  # pragma: no cover - compiled
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def run_blocks(x0, steps, pid, data, f_min, code, consts, h, targets, every,
-               out_x, out_f, hits, best, rec_f, rec_x):  # pragma: no cover - compiled
+               out_x, out_f, hits, best, rec_f, rec_x, lanes):  # pragma: no cover - compiled
     n, d = x0.shape
-    nl = LANES
+    nl = lanes
     n_targets = targets.size
     for blk in prange((n + nl - 1) // nl):
         lo = blk * nl
@@ -640,7 +640,8 @@ def run_blocks(x0, steps, pid, data, f_min, code, consts, h, targets, every,
             _opt_step(code, p, g, s1, s2, s3, t == 0, consts[t], h)
             _values_b(pid, p, d, data, f_min, fv)
             for i in range(nl):
-                bst[i] = fv[i] if fv[i] < bst[i] else bst[i]  # NaN never becomes the best
+                # NaN never becomes the best (the order of the comparison matters)
+                bst[i] = fv[i] if fv[i] < bst[i] else bst[i]  # noqa: FURB136
             k1 = t + 1
             for k in range(n_targets):
                 tk = targets[k]
