@@ -299,6 +299,40 @@ def test_convergence_point_steps(benchmark, impl):
     benchmark(fn)
 
 
+@pytest.mark.parametrize("impl", ["numba", "numba-per-start", "torch-batched"])
+@pytest.mark.parametrize("threads", ["1", "all"])
+def test_convergence_basin_map_threads(benchmark, impl, threads):
+    """A Himmelblau basin map (Adam, 100 x 100 starts, 200 steps) at one thread and at every
+    core Numba may use: the vectorised runner (blocks of starts in SIMD lanes), the per-start
+    runner it replaced, and torch.optim.Adam on one (N, 2) parameter; the same thread count
+    for Numba and torch (``python -m suite.studies.convergence_speed`` for the full size)."""
+    import pandas as pd
+
+    from suite.bench import sweep_threads
+    from suite.studies import convergence_speed as S
+
+    n = 1 if threads == "1" else sweep_threads()[-1]
+    if threads == "all" and n == 1:
+        pytest.skip("Numba may use one thread here (NUMBA_NUM_THREADS=1 or one core): "
+                    "'all' would repeat '1'")
+    got = set_threads(n)
+    assert got == {"torch_threads": n, "numba_threads": n}
+    fn = S.basin_map_call(impl, grid=100, steps=200)
+    out = fn()  # compiles (numba); verified once before timing
+    if impl == "torch-batched":
+        want = S.basin_map_call("numba", grid=100, steps=200)()
+        np.testing.assert_allclose(out["final_value"], want["final_value"], rtol=1e-9,
+                                   atol=1e-12)
+    else:
+        other = S.basin_map_call("numba-per-start" if impl == "numba" else "numba", grid=100,
+                                 steps=200)()
+        pd.testing.assert_frame_equal(out, other, check_exact=True)
+    benchmark.group = ("convergence basin map himmelblau adam 10000 starts x 200 steps "
+                       f"threads={threads}")
+    benchmark.extra_info.update({"point_steps": 10000 * 200, "threads": n, **got})
+    benchmark(fn)
+
+
 def test_set_threads_holds_after_numba_starts_its_pool():
     """Numba's OpenMP layer resets the runtime's thread count (shared with torch) when it
     starts; set_threads must leave both at the requested count afterwards. Run in a fresh

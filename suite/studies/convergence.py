@@ -345,9 +345,9 @@ def _run_numba(prob: Problem, rule: optim.Rule, x0: np.ndarray, steps: int, tg: 
     best = np.empty(n)
     rec_f = np.empty((n_rec, n))
     rec_x = np.empty((n_rec, n, d))
-    K.run_batch(x0, steps, pid, data, float(prob.f_min), _OPT_CODES[rule.name],
+    K.run_blocks(x0, steps, pid, data, float(prob.f_min), _OPT_CODES[rule.name],
                 consts, _hyper_array(rule), tg, record_every, out_x, out_f, hits, best, rec_f,
-                rec_x)
+                rec_x, K.LANES)
     with np.errstate(all="ignore"):
         gn = np.linalg.norm(prob.grad_fn(out_x), axis=-1)
     rec_t = np.array([min(k * record_every, steps) for k in range(n_rec)], dtype=np.int64)
