@@ -172,3 +172,20 @@ def test_callable_activation_kinds_and_errors():
         G.run(torch.tanh, "he_normal", 4, 8, 4, alpha=1.0)
     with pytest.raises(TypeError, match="built-in name or a callable"):
         G.mean_field(3.0, "he_normal", [8, 8, 8])
+
+
+def test_sweep_is_the_grid_of_runs_in_order():
+    """Each cell of the sweep is run() with that cell's arguments, cells in grid order
+    (activation, init, depth, seed), width, batch and backend passed through."""
+    import pandas as pd
+
+    df = G.sweep(["tanh", "relu"], ["he_normal", "xavier_uniform"], [2, 3], [0, 5], width=6,
+                 batch=3, backend="numpy")
+    want = pd.concat([G.run(a, i, d, 6, 3, s, "numpy") for a in ("tanh", "relu")
+                      for i in ("he_normal", "xavier_uniform") for d in (2, 3) for s in (0, 5)],
+                     ignore_index=True)
+    pd.testing.assert_frame_equal(df, want)
+    assert set(df["width"]) == {6}
+    assert set(df["batch"]) == {3}
+    assert set(df["backend"]) == {"numpy"}
+    assert len(df) == 2 * 2 * (2 + 3) * 2

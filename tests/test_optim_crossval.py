@@ -172,12 +172,15 @@ def test_centred_condition_by_hand():
     from suite.trajectory import Trajectory
 
     v = np.array([[np.nan, np.nan], [4.0, 1.0], [2.0, 1.0], [1.0, 1.0], [1.0, 1.0]])
-    ga = np.array([[np.nan, np.nan], [1.9, 0.0], [1.0, 0.0], [0.0, 0.0], [0.0, 3.0 ** 0.5]])
+    ga = np.array([[np.nan, np.nan], [1.9, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 3.0 ** 0.5]])
     ref = Trajectory(values={"param[0]": np.zeros((5, 2)), "square_avg[0]": v,
                              "grad_avg[0]": ga,
-                             "square_avg[1]": np.full((5, 1), 9.0)},  # not centred: ignored
+                             "square_avg[1]": np.full((5, 1), 9.0),  # not centred: ignored
+                             # an empty parameter (torch allows them) contributes nothing
+                             "square_avg[2]": np.zeros((5, 0)), "grad_avg[2]": np.zeros((5, 0))},
                      steps=4)
-    k = [1.0, 4.0 / (4.0 - 1.9 ** 2), 2.0, 1.0, 1.0]  # the last: 1 / |1 - 3| = 0.5 -> 1
+    # step 3: 1 / |1 - 1| is infinite -> 1; step 4: 1 / |1 - 3| = 0.5 -> 1
+    k = [1.0, 4.0 / (4.0 - 1.9 ** 2), 2.0, 1.0, 1.0]
     want = [k[0], max(k[0], k[1]), max(k[1], k[2]), max(k[2], k[3]), max(k[3], k[4])]
     np.testing.assert_allclose(crossval.centred_condition(ref), want, rtol=1e-14)
     plain = Trajectory(values={"square_avg[0]": v}, steps=4)
