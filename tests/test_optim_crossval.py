@@ -185,3 +185,32 @@ def test_centred_condition_by_hand():
     np.testing.assert_allclose(crossval.centred_condition(ref), want, rtol=1e-14)
     plain = Trajectory(values={"square_avg[0]": v}, steps=4)
     np.testing.assert_array_equal(crossval.centred_condition(plain), np.ones(5))
+
+
+def test_torch_factory_forces_each_implementation():
+    import torch
+
+    from suite.optim.configs import Config
+
+    config = Config("adam", (("lr", 0.01),))
+    p = [torch.zeros(2, requires_grad=True)]
+    flags = {impl: crossval._torch_factory(config, impl)(p, lr=0.5).defaults
+             for impl in ("forloop", "foreach", "fused")}
+    assert (flags["forloop"]["foreach"], flags["forloop"]["fused"]) == (False, None)
+    assert (flags["foreach"]["foreach"], flags["foreach"]["fused"]) == (True, None)
+    assert (flags["fused"]["foreach"], flags["fused"]["fused"]) == (None, True)
+    assert all(f["lr"] == 0.5 for f in flags.values())
+    assert isinstance(crossval._torch_factory(config, "fused")(p), torch.optim.Adam)
+
+
+def test_crossval_cell_defaults_are_the_documented_ones():
+    """float64 and 200 steps unless told; every backend against every torch implementation."""
+    from suite.backends import BACKENDS
+    from suite.optim.configs import Config
+
+    rows = crossval.crossval_cell(Config("sgd", (("lr", 0.01),)), "scaled")
+    assert {(r["backend"], r["torch_impl"]) for r in rows} == {
+        (b, i) for b in BACKENDS for i in ("forloop", "foreach", "fused")}
+    assert len(rows) == 3 * len(BACKENDS)
+    assert all(r["dtype"] == "float64" and r["tol"] == 1e-12 and r["steps"] == 200
+               and r["compared_steps"] == 200 and r["passed"] for r in rows)
