@@ -411,3 +411,48 @@ def test_summary_keeps_networks_apart(key):
     assert list(s["max_dead_frac"]) == [0.25, 0.5]
     assert list(s["max_saturated_frac"]) == [0.125, 0.25]
     assert list(s[key]) == [base[key], other[key]]
+
+
+def test_bce_rejects_probabilities_outside_zero_one_with_torchs_message():
+    message = "all elements of input should be between 0 and 1"
+    with pytest.raises(RuntimeError, match=message):
+        F.binary_cross_entropy(torch.tensor([1.5]), torch.tensor([1.0]))
+    for backend in BACKENDS:
+        with pytest.raises(ValueError, match=rf"^binary_cross_entropy: {message}$"):
+            L.get("binary_cross_entropy", backend=backend).value(
+                _conv(backend, np.array([0.5, -0.1])), _conv(backend, np.array([1.0, 0.0])))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_one_class_with_ignored_entries_and_zero_dim_kl_div_match_torch(backend):
+    """C = 1 (the only valid class is 0) next to an ignored entry, and kl_div of 0-dim
+    tensors, where torch's batchmean divides by nothing: value and gradient against torch."""
+    x = np.array([[0.7], [-1.2], [0.3]])
+    t = np.array([0, -100, 0])
+    for name in ("cross_entropy", "nll"):
+        loss = L.get(name, backend=backend)
+        for reduction in ("mean", "sum", "none"):
+            tx = torch.tensor(x, requires_grad=True)
+            tv = loss.torch_value(tx, torch.from_numpy(t), reduction)
+            tv.sum().backward()
+            v = np.asarray(loss.value(_conv(backend, x), _conv(backend, t), reduction))
+            g = np.asarray(loss.grad(_conv(backend, x), _conv(backend, t), reduction))
+            np.testing.assert_allclose(v, tv.detach().numpy(), rtol=1e-15, atol=0)
+            np.testing.assert_array_equal(g, tx.grad.numpy())
+    kl = L.get("kl_div", backend=backend)
+    for reduction in ("batchmean", "sum", "mean", "none"):
+        tx = torch.tensor(math.log(0.3), dtype=torch.float64, requires_grad=True)
+        tv = kl.torch_value(tx, torch.tensor(0.6, dtype=torch.float64), reduction)
+        tv.backward()
+        xs, ts = _conv(backend, np.array(math.log(0.3))), _conv(backend, np.array(0.6))
+        assert float(kl.value(xs, ts, reduction)) == pytest.approx(tv.item(), rel=1e-15)
+        assert float(kl.grad(xs, ts, reduction)) == pytest.approx(tx.grad.item(), rel=1e-15)
+        # and by hand: t (log t - x), gradient -t, no division for a 0-dim input
+        assert tv.item() == pytest.approx(0.6 * (math.log(0.6) - math.log(0.3)), rel=1e-15)
+
+
+def test_nll_rejects_probability_targets_by_name():
+    for backend in BACKENDS:
+        with pytest.raises(TypeError, match=r"^nll target must hold integer class indices$"):
+            L.get("nll", backend=backend).value(_conv(backend, np.zeros((2, 3))),
+                                                _conv(backend, np.zeros(2)))
