@@ -456,3 +456,17 @@ def test_nll_rejects_probability_targets_by_name():
         with pytest.raises(TypeError, match=r"^nll target must hold integer class indices$"):
             L.get("nll", backend=backend).value(_conv(backend, np.zeros((2, 3))),
                                                 _conv(backend, np.zeros(2)))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_class_index_errors_on_every_backend_and_a_single_row(backend):
+    ce = L.get("cross_entropy", backend=backend)
+    with pytest.raises(IndexError, match=r"^Target 7 is out of bounds: expected class indices "
+                                         r"in \[0, 5\) or ignore_index=-100$"):
+        ce.value(_conv(backend, np.zeros((3, 5))), _conv(backend, np.array([0, 7, -3])))
+    with pytest.raises(IndexError, match=r"^Target -3 is out of bounds"):
+        ce.value(_conv(backend, np.zeros((3, 5))), _conv(backend, np.array([-100, -3, 9])))
+    # (C,) input: the target of one sample is 0-dim
+    with pytest.raises(ValueError, match=r"^target has shape \(1,\); expected \(\) for input "
+                                         r"of shape \(5,\)$"):
+        ce.value(_conv(backend, np.zeros(5)), _conv(backend, np.array([1])))
