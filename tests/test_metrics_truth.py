@@ -470,3 +470,32 @@ def test_class_index_errors_on_every_backend_and_a_single_row(backend):
     with pytest.raises(ValueError, match=r"^target has shape \(1,\); expected \(\) for input "
                                          r"of shape \(5,\)$"):
         ce.value(_conv(backend, np.zeros(5)), _conv(backend, np.array([1])))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_single_sample_inputs_match_torch(backend):
+    """(C,) input with a 0-dim class index or a (C,) probability target, every reduction,
+    value and gradient against torch; nll keeps float32 in float32 as torch does."""
+    x = np.array([0.3, -1.1, 2.0, 0.4])
+    probs = np.array([0.1, 0.2, 0.3, 0.15])  # need not sum to 1
+    cases = [("cross_entropy", {}, np.array(2)), ("cross_entropy", {"label_smoothing": 0.2},
+                                                   np.array(3)),
+             ("cross_entropy", {}, probs), ("nll", {}, np.array(1))]
+    for name, params, t in cases:
+        loss = L.get(name, backend=backend, **params)
+        for reduction in ("mean", "sum", "none"):
+            tx = torch.tensor(x, requires_grad=True)
+            tv = loss.torch_value(tx, torch.from_numpy(t), reduction)
+            tv.backward()
+            v = np.asarray(loss.value(_conv(backend, x), _conv(backend, t), reduction))
+            g = np.asarray(loss.grad(_conv(backend, x), _conv(backend, t), reduction))
+            assert v.shape == tuple(tv.shape), (name, reduction)
+            np.testing.assert_allclose(v, tv.detach().numpy(), rtol=1e-14, err_msg=name)
+            np.testing.assert_allclose(g, tx.grad.numpy(), rtol=1e-14, atol=1e-17,
+                                       err_msg=name)
+    nll = L.get("nll", backend=backend)
+    x32 = _conv(backend, np.ones((3, 4), np.float32))
+    t = _conv(backend, np.array([0, -100, 3]))
+    for reduction in ("mean", "sum", "none"):
+        assert np.asarray(nll.value(x32, t, reduction)).dtype == np.float32
+        assert np.asarray(nll.grad(x32, t, reduction)).dtype == np.float32
