@@ -499,3 +499,35 @@ def test_single_sample_inputs_match_torch(backend):
     for reduction in ("mean", "sum", "none"):
         assert np.asarray(nll.value(x32, t, reduction)).dtype == np.float32
         assert np.asarray(nll.grad(x32, t, reduction)).dtype == np.float32
+
+
+def test_loss_input_checks_name_the_input_and_what_was_expected():
+    with pytest.raises(TypeError, match=r"^input has dtype int64; the numpy backend supports "
+                                        r"float32, float64$"):
+        L.get("mse").value(np.zeros(2, dtype=np.int64), np.zeros(2))
+    with pytest.raises(TypeError, match=r"^input is a list; the torch backend expects "
+                                        r"torch.Tensor$"):
+        L.get("mse", backend="torch").value([0.0], torch.zeros(1))
+    for name in ("cross_entropy", "nll", "entropy"):
+        with pytest.raises(ValueError, match=rf"^{name}: input has shape \(2, 2, 2\); expected "
+                                             r"\(N, C\) or \(C,\)$"):
+            L.get(name).value(np.full((2, 2, 2), 0.5), np.zeros((2, 2), dtype=np.int64))
+    with pytest.raises(ValueError, match=r"^mse: target has dtype float32 but input has dtype "
+                                         r"float64$"):
+        L.get("mse").value(np.zeros(2), np.zeros(2, dtype=np.float32))
+    with pytest.raises(ValueError, match=r"^kl_div: reduction='avg'; expected one of mean, sum, "
+                                         r"none, batchmean$"):
+        L.get("kl_div").value(np.zeros(2), np.zeros(2), "avg")
+
+
+def test_torch_backend_builds_no_autograd_graph():
+    """The torch backend computes value and gradient by formula, under no_grad: inputs that
+    require grad give plain tensors, equal to torch's own autograd gradient."""
+    x = torch.tensor([[0.2, -0.4, 1.0]], dtype=torch.float64, requires_grad=True)
+    t = torch.tensor([2])
+    loss = L.get("cross_entropy", backend="torch")
+    v, g = loss.value(x, t), loss.grad(x, t)
+    assert not v.requires_grad
+    assert not g.requires_grad
+    F.cross_entropy(x, t).backward()
+    torch.testing.assert_close(g, x.grad, rtol=1e-15, atol=0)
