@@ -531,3 +531,43 @@ def test_torch_backend_builds_no_autograd_graph():
     assert not g.requires_grad
     F.cross_entropy(x, t).backward()
     torch.testing.assert_close(g, x.grad, rtol=1e-15, atol=0)
+
+
+def test_get_checks_names_parameters_and_label_smoothing_range():
+    with pytest.raises(ValueError, match=r"^unknown loss 'hinge'; expected one of mse, "
+                                         r"cross_entropy, nll, binary_cross_entropy, "
+                                         r"binary_cross_entropy_with_logits, kl_div, entropy$"):
+        L.get("hinge")
+    with pytest.raises(ValueError, match=r"unknown backend 'jax'"):
+        L.get("mse", backend="jax")
+    with pytest.raises(TypeError, match=r"^mse: unknown parameter\(s\) a, b; valid: none$"):
+        L.get("mse", b=1, a=2)
+    with pytest.raises(TypeError, match=r"^cross_entropy: unknown parameter\(s\) eps; valid: "
+                                        r"label_smoothing, ignore_index$"):
+        L.get("cross_entropy", eps=0.1)
+    for bad in (-0.1, 1.1):
+        with pytest.raises(ValueError, match=rf"^label_smoothing={bad}; expected a value in "
+                                             r"\[0, 1\]$"):
+            L.get("cross_entropy", label_smoothing=bad)
+    # the ends of the range are valid, as in torch: value and gradient against torch
+    x = np.array([[0.5, -1.0, 2.0], [0.1, 0.2, -0.3]])
+    t = np.array([1, 2])
+    for eps in (0.0, 1.0):
+        loss = L.get("cross_entropy", label_smoothing=eps, ignore_index=1)
+        assert loss.params == {"label_smoothing": eps, "ignore_index": 1}
+        assert loss.backend == "numpy"
+        tx = torch.tensor(x, requires_grad=True)
+        tv = F.cross_entropy(tx, torch.from_numpy(t), label_smoothing=eps, ignore_index=1)
+        tv.backward()
+        assert loss.value(x, t) == pytest.approx(tv.item(), rel=1e-14)
+        np.testing.assert_allclose(loss.grad(x, t), tx.grad.numpy(), rtol=1e-14, atol=1e-17)
+    # entropy's torch value of a single distribution
+    q = torch.tensor([0.5, 0.25, 0.25], dtype=torch.float64)
+    assert L.get("entropy").torch_value(q, None, "sum").item() == pytest.approx(
+        1.5 * math.log(2), rel=1e-15)
+    # Loss.torch_value: the loss's parameters and the default reduction 'mean' passed on
+    a = torch.tensor([[-1.0, -2.0], [-0.5, -1.5]], dtype=torch.float64)
+    b = torch.tensor([[-0.3, -1.2], [-0.7, -0.9]], dtype=torch.float64)
+    ours = L.get("kl_div", log_target=True).torch_value(a, b)
+    by_hand = float(np.mean(np.exp(b.numpy()) * (b.numpy() - a.numpy())))
+    assert ours.item() == pytest.approx(by_hand, rel=1e-14)
