@@ -268,3 +268,27 @@ def test_summary_of_overflowed_and_zero_predicted_factors():
     s = G.summary(net(1.0, 1.0, 0.0))
     assert s["R_z_predicted"].item() == -math.inf
     assert s["verdict"].item() == "stable"
+
+
+def test_run_defaults_and_argument_checks():
+    """Documented signature: seed 0, out_features 10; width 1 and batch 1 are valid."""
+    default = G.run("tanh", "he_normal", 2, 3, 2)
+    assert default["seed"].tolist() == [0, 0]
+    np.testing.assert_array_equal(default["preact_grad_norm"],
+                                  G.run("tanh", "he_normal", 2, 3, 2, seed=0)["preact_grad_norm"])
+    assert not np.array_equal(default["preact_grad_norm"],
+                              G.run("tanh", "he_normal", 2, 3, 2, seed=1)["preact_grad_norm"])
+    assert default["units"].tolist() == [3, 10]  # hidden width, then out_features
+    tiny = G.run("tanh", "he_normal", 2, 1, 1, backend="numpy")
+    assert tiny["units"].tolist() == [1, 10]
+    for width, batch in ((0, 4), (4, 0)):
+        with pytest.raises(ValueError, match=rf"^width={width} and batch={batch} must be "
+                                             r"positive$"):
+            G.run("tanh", "he_normal", 2, width, batch)
+
+
+def test_norms_are_computed_in_float64():
+    """‖x‖ of a float32 array, against an exactly rounded sum of squares (math.fsum)."""
+    x = np.random.default_rng(0).standard_normal(100_000).astype(np.float32) * 1e3
+    want = math.sqrt(math.fsum(float(v) ** 2 for v in x))
+    assert G._norm(x) == pytest.approx(want, rel=1e-14)
