@@ -172,3 +172,123 @@ def test_callable_activation_kinds_and_errors():
         G.run(torch.tanh, "he_normal", 4, 8, 4, alpha=1.0)
     with pytest.raises(TypeError, match="built-in name or a callable"):
         G.mean_field(3.0, "he_normal", [8, 8, 8])
+
+
+def test_sweep_is_the_grid_of_runs_in_order():
+    """Each cell of the sweep is run() with that cell's arguments, cells in grid order
+    (activation, init, depth, seed), width, batch and backend passed through."""
+    import pandas as pd
+
+    df = G.sweep(["tanh", "relu"], ["he_normal", "xavier_uniform"], [2, 3], [0, 5], width=6,
+                 batch=3, backend="numpy")
+    want = pd.concat([G.run(a, i, d, 6, 3, s, "numpy") for a in ("tanh", "relu")
+                      for i in ("he_normal", "xavier_uniform") for d in (2, 3) for s in (0, 5)],
+                     ignore_index=True)
+    pd.testing.assert_frame_equal(df, want)
+    assert set(df["width"]) == {6}
+    assert set(df["batch"]) == {3}
+    assert set(df["backend"]) == {"numpy"}
+    assert len(df) == 2 * 2 * (2 + 3) * 2
+
+
+def test_fixed_point_of_a_linear_map_is_geometric():
+    """ReLU: q ← σ_w² q / 2, so with σ_w² = 2·0.999 the default 2000 iterations from q0 = 1
+    give 0.999^2000 (closed form); the same through a user's callable f(z) = z with
+    σ_w² = 0.999; a non-elementwise built-in is refused as in mean_field."""
+    assert G.fixed_point("relu", 2 * 0.999) == pytest.approx(0.999 ** 2000, rel=1e-8)
+    assert G.fixed_point(lambda z: z, 0.999, q0=3.0, iters=10) == pytest.approx(
+        3.0 * 0.999 ** 10, rel=1e-8)
+    with pytest.raises(ValueError, match="softmax is not elementwise"):
+        G.fixed_point("softmax", 1.0)
+
+
+def test_sweep_defaults_and_what_it_passes_to_the_executor(monkeypatch, tmp_path, capsys):
+    import suite.sweep
+
+    df = G.sweep(["relu"], ["he_normal"], [2], [0])
+    assert (df["width"].unique().tolist(), df["batch"].unique().tolist(),
+            df["backend"].unique().tolist()) == ([128], [64], ["torch"])
+    assert capsys.readouterr().err == ""  # no progress bar unless asked
+
+    seen = {}
+    real = suite.sweep.run_cells
+
+    def spy(fn, cells, **kw):
+        seen.update(kw)
+        return real(fn, cells, **{**kw, "jobs": 1, "dask": None})
+
+    monkeypatch.setattr(suite.sweep, "run_cells", spy)
+    G.sweep(["tanh"], ["he_normal"], [2], [0, 1], width=4, batch=2, jobs=2, dask="tcp://x:1",
+            progress=True, checkpoint=tmp_path)
+    assert seen == {"jobs": 2, "dask": "tcp://x:1", "progress": "gradient statistics",
+                    "checkpoint": tmp_path}
+    assert sorted(p.name for p in tmp_path.glob("cell-*.pkl")) == ["cell-0.pkl", "cell-1.pkl"]
+    assert "gradient statistics" in capsys.readouterr().err
+
+
+def test_callable_activation_names_and_float64_evaluation():
+    import torch
+
+    assert G.run(torch.nn.ELU(), "he_normal", 2, 4, 2)["activation"].iloc[0] == "ELU"
+    act = G.CallableActivation.wrap(torch.tanh)
+    z32 = np.array([0.5, -1.25], dtype=np.float32)
+    out = act.forward(z32)
+    assert out.dtype == np.float64
+    np.testing.assert_array_equal(out, np.tanh(z32.astype(np.float64)))
+    np.testing.assert_array_equal(act.derivative(z32),
+                                  1 - np.tanh(z32.astype(np.float64)) ** 2)
+    with pytest.raises(TypeError, match=r"^activation must be a built-in name or a callable on "
+                                        r"tensors, got float$"):
+        G.CallableActivation.wrap(3.0)
+
+
+def test_elementwise_activations_are_those_with_a_derivative():
+    names = G.elementwise_activations()
+    assert {"relu", "tanh", "sigmoid", "gelu", "selu"} <= set(names)
+    assert "softmax" not in names
+    assert "log_softmax" not in names
+    for name in names:
+        assert G.activations.get(name).spec.derivative is not None
+
+
+def test_summary_of_overflowed_and_zero_predicted_factors():
+    """A NaN first norm (the backward pass overflowed) is 'exploded'; a predicted factor of 0
+    (f' = 0 everywhere) gives R_z_predicted = -inf, reported, not raised."""
+    import pandas as pd
+
+    def net(first, last, factor):
+        return pd.DataFrame({"activation": "x", "init": "x", "depth": 2, "layer": [1, 2],
+                             "preact_grad_norm": [first, last],
+                             "predicted_factor": [factor, np.nan],
+                             "saturated_frac": [0.0, np.nan], "dead_frac": [0.0, np.nan]})
+
+    s = G.summary(net(np.nan, 1.0, 1.0))
+    assert s["verdict"].item() == "exploded"
+    assert s["R_z"].item() == math.inf
+    s = G.summary(net(1.0, 1.0, 0.0))
+    assert s["R_z_predicted"].item() == -math.inf
+    assert s["verdict"].item() == "stable"
+
+
+def test_run_defaults_and_argument_checks():
+    """Documented signature: seed 0, out_features 10; width 1 and batch 1 are valid."""
+    default = G.run("tanh", "he_normal", 2, 3, 2)
+    assert default["seed"].tolist() == [0, 0]
+    np.testing.assert_array_equal(default["preact_grad_norm"],
+                                  G.run("tanh", "he_normal", 2, 3, 2, seed=0)["preact_grad_norm"])
+    assert not np.array_equal(default["preact_grad_norm"],
+                              G.run("tanh", "he_normal", 2, 3, 2, seed=1)["preact_grad_norm"])
+    assert default["units"].tolist() == [3, 10]  # hidden width, then out_features
+    tiny = G.run("tanh", "he_normal", 2, 1, 1, backend="numpy")
+    assert tiny["units"].tolist() == [1, 10]
+    for width, batch in ((0, 4), (4, 0)):
+        with pytest.raises(ValueError, match=rf"^width={width} and batch={batch} must be "
+                                             r"positive$"):
+            G.run("tanh", "he_normal", 2, width, batch)
+
+
+def test_norms_are_computed_in_float64():
+    """‖x‖ of a float32 array, against an exactly rounded sum of squares (math.fsum)."""
+    x = np.random.default_rng(0).standard_normal(100_000).astype(np.float32) * 1e3
+    want = math.sqrt(math.fsum(float(v) ** 2 for v in x))
+    assert G._norm(x) == pytest.approx(want, rel=1e-14)

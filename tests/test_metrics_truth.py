@@ -411,3 +411,163 @@ def test_summary_keeps_networks_apart(key):
     assert list(s["max_dead_frac"]) == [0.25, 0.5]
     assert list(s["max_saturated_frac"]) == [0.125, 0.25]
     assert list(s[key]) == [base[key], other[key]]
+
+
+def test_bce_rejects_probabilities_outside_zero_one_with_torchs_message():
+    message = "all elements of input should be between 0 and 1"
+    with pytest.raises(RuntimeError, match=message):
+        F.binary_cross_entropy(torch.tensor([1.5]), torch.tensor([1.0]))
+    for backend in BACKENDS:
+        with pytest.raises(ValueError, match=rf"^binary_cross_entropy: {message}$"):
+            L.get("binary_cross_entropy", backend=backend).value(
+                _conv(backend, np.array([0.5, -0.1])), _conv(backend, np.array([1.0, 0.0])))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_one_class_with_ignored_entries_and_zero_dim_kl_div_match_torch(backend):
+    """C = 1 (the only valid class is 0) next to an ignored entry, and kl_div of 0-dim
+    tensors, where torch's batchmean divides by nothing: value and gradient against torch."""
+    x = np.array([[0.7], [-1.2], [0.3]])
+    t = np.array([0, -100, 0])
+    for name in ("cross_entropy", "nll"):
+        loss = L.get(name, backend=backend)
+        for reduction in ("mean", "sum", "none"):
+            tx = torch.tensor(x, requires_grad=True)
+            tv = loss.torch_value(tx, torch.from_numpy(t), reduction)
+            tv.sum().backward()
+            v = np.asarray(loss.value(_conv(backend, x), _conv(backend, t), reduction))
+            g = np.asarray(loss.grad(_conv(backend, x), _conv(backend, t), reduction))
+            np.testing.assert_allclose(v, tv.detach().numpy(), rtol=1e-15, atol=0)
+            np.testing.assert_array_equal(g, tx.grad.numpy())
+    kl = L.get("kl_div", backend=backend)
+    for reduction in ("batchmean", "sum", "mean", "none"):
+        tx = torch.tensor(math.log(0.3), dtype=torch.float64, requires_grad=True)
+        tv = kl.torch_value(tx, torch.tensor(0.6, dtype=torch.float64), reduction)
+        tv.backward()
+        xs, ts = _conv(backend, np.array(math.log(0.3))), _conv(backend, np.array(0.6))
+        assert float(kl.value(xs, ts, reduction)) == pytest.approx(tv.item(), rel=1e-15)
+        assert float(kl.grad(xs, ts, reduction)) == pytest.approx(tx.grad.item(), rel=1e-15)
+        # and by hand: t (log t - x), gradient -t, no division for a 0-dim input
+        assert tv.item() == pytest.approx(0.6 * (math.log(0.6) - math.log(0.3)), rel=1e-15)
+
+
+def test_nll_rejects_probability_targets_by_name():
+    for backend in BACKENDS:
+        with pytest.raises(TypeError, match=r"^nll target must hold integer class indices$"):
+            L.get("nll", backend=backend).value(_conv(backend, np.zeros((2, 3))),
+                                                _conv(backend, np.zeros(2)))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_class_index_errors_on_every_backend_and_a_single_row(backend):
+    ce = L.get("cross_entropy", backend=backend)
+    with pytest.raises(IndexError, match=r"^Target 7 is out of bounds: expected class indices "
+                                         r"in \[0, 5\) or ignore_index=-100$"):
+        ce.value(_conv(backend, np.zeros((3, 5))), _conv(backend, np.array([0, 7, -3])))
+    with pytest.raises(IndexError, match=r"^Target -3 is out of bounds"):
+        ce.value(_conv(backend, np.zeros((3, 5))), _conv(backend, np.array([-100, -3, 9])))
+    # (C,) input: the target of one sample is 0-dim
+    with pytest.raises(ValueError, match=r"^target has shape \(1,\); expected \(\) for input "
+                                         r"of shape \(5,\)$"):
+        ce.value(_conv(backend, np.zeros(5)), _conv(backend, np.array([1])))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_single_sample_inputs_match_torch(backend):
+    """(C,) input with a 0-dim class index or a (C,) probability target, every reduction,
+    value and gradient against torch; nll keeps float32 in float32 as torch does."""
+    x = np.array([0.3, -1.1, 2.0, 0.4])
+    probs = np.array([0.1, 0.2, 0.3, 0.15])  # need not sum to 1
+    cases = [("cross_entropy", {}, np.array(2)), ("cross_entropy", {"label_smoothing": 0.2},
+                                                   np.array(3)),
+             ("cross_entropy", {}, probs), ("nll", {}, np.array(1))]
+    for name, params, t in cases:
+        loss = L.get(name, backend=backend, **params)
+        for reduction in ("mean", "sum", "none"):
+            tx = torch.tensor(x, requires_grad=True)
+            tv = loss.torch_value(tx, torch.from_numpy(t), reduction)
+            tv.backward()
+            v = np.asarray(loss.value(_conv(backend, x), _conv(backend, t), reduction))
+            g = np.asarray(loss.grad(_conv(backend, x), _conv(backend, t), reduction))
+            assert v.shape == tuple(tv.shape), (name, reduction)
+            np.testing.assert_allclose(v, tv.detach().numpy(), rtol=1e-14, err_msg=name)
+            np.testing.assert_allclose(g, tx.grad.numpy(), rtol=1e-14, atol=1e-17,
+                                       err_msg=name)
+    nll = L.get("nll", backend=backend)
+    x32 = _conv(backend, np.ones((3, 4), np.float32))
+    t = _conv(backend, np.array([0, -100, 3]))
+    for reduction in ("mean", "sum", "none"):
+        assert np.asarray(nll.value(x32, t, reduction)).dtype == np.float32
+        assert np.asarray(nll.grad(x32, t, reduction)).dtype == np.float32
+
+
+def test_loss_input_checks_name_the_input_and_what_was_expected():
+    with pytest.raises(TypeError, match=r"^input has dtype int64; the numpy backend supports "
+                                        r"float32, float64$"):
+        L.get("mse").value(np.zeros(2, dtype=np.int64), np.zeros(2))
+    with pytest.raises(TypeError, match=r"^input is a list; the torch backend expects "
+                                        r"torch.Tensor$"):
+        L.get("mse", backend="torch").value([0.0], torch.zeros(1))
+    for name in ("cross_entropy", "nll", "entropy"):
+        with pytest.raises(ValueError, match=rf"^{name}: input has shape \(2, 2, 2\); expected "
+                                             r"\(N, C\) or \(C,\)$"):
+            L.get(name).value(np.full((2, 2, 2), 0.5), np.zeros((2, 2), dtype=np.int64))
+    with pytest.raises(ValueError, match=r"^mse: target has dtype float32 but input has dtype "
+                                         r"float64$"):
+        L.get("mse").value(np.zeros(2), np.zeros(2, dtype=np.float32))
+    with pytest.raises(ValueError, match=r"^kl_div: reduction='avg'; expected one of mean, sum, "
+                                         r"none, batchmean$"):
+        L.get("kl_div").value(np.zeros(2), np.zeros(2), "avg")
+
+
+def test_torch_backend_builds_no_autograd_graph():
+    """The torch backend computes value and gradient by formula, under no_grad: inputs that
+    require grad give plain tensors, equal to torch's own autograd gradient."""
+    x = torch.tensor([[0.2, -0.4, 1.0]], dtype=torch.float64, requires_grad=True)
+    t = torch.tensor([2])
+    loss = L.get("cross_entropy", backend="torch")
+    v, g = loss.value(x, t), loss.grad(x, t)
+    assert not v.requires_grad
+    assert not g.requires_grad
+    F.cross_entropy(x, t).backward()
+    torch.testing.assert_close(g, x.grad, rtol=1e-15, atol=0)
+
+
+def test_get_checks_names_parameters_and_label_smoothing_range():
+    with pytest.raises(ValueError, match=r"^unknown loss 'hinge'; expected one of mse, "
+                                         r"cross_entropy, nll, binary_cross_entropy, "
+                                         r"binary_cross_entropy_with_logits, kl_div, entropy$"):
+        L.get("hinge")
+    with pytest.raises(ValueError, match=r"unknown backend 'jax'"):
+        L.get("mse", backend="jax")
+    with pytest.raises(TypeError, match=r"^mse: unknown parameter\(s\) a, b; valid: none$"):
+        L.get("mse", b=1, a=2)
+    with pytest.raises(TypeError, match=r"^cross_entropy: unknown parameter\(s\) eps; valid: "
+                                        r"label_smoothing, ignore_index$"):
+        L.get("cross_entropy", eps=0.1)
+    for bad in (-0.1, 1.1):
+        with pytest.raises(ValueError, match=rf"^label_smoothing={bad}; expected a value in "
+                                             r"\[0, 1\]$"):
+            L.get("cross_entropy", label_smoothing=bad)
+    # the ends of the range are valid, as in torch: value and gradient against torch
+    x = np.array([[0.5, -1.0, 2.0], [0.1, 0.2, -0.3]])
+    t = np.array([1, 2])
+    for eps in (0.0, 1.0):
+        loss = L.get("cross_entropy", label_smoothing=eps, ignore_index=1)
+        assert loss.params == {"label_smoothing": eps, "ignore_index": 1}
+        assert loss.backend == "numpy"
+        tx = torch.tensor(x, requires_grad=True)
+        tv = F.cross_entropy(tx, torch.from_numpy(t), label_smoothing=eps, ignore_index=1)
+        tv.backward()
+        assert loss.value(x, t) == pytest.approx(tv.item(), rel=1e-14)
+        np.testing.assert_allclose(loss.grad(x, t), tx.grad.numpy(), rtol=1e-14, atol=1e-17)
+    # entropy's torch value of a single distribution
+    q = torch.tensor([0.5, 0.25, 0.25], dtype=torch.float64)
+    assert L.get("entropy").torch_value(q, None, "sum").item() == pytest.approx(
+        1.5 * math.log(2), rel=1e-15)
+    # Loss.torch_value: the loss's parameters and the default reduction 'mean' passed on
+    a = torch.tensor([[-1.0, -2.0], [-0.5, -1.5]], dtype=torch.float64)
+    b = torch.tensor([[-0.3, -1.2], [-0.7, -0.9]], dtype=torch.float64)
+    ours = L.get("kl_div", log_target=True).torch_value(a, b)
+    by_hand = float(np.mean(np.exp(b.numpy()) * (b.numpy() - a.numpy())))
+    assert ours.item() == pytest.approx(by_hand, rel=1e-14)

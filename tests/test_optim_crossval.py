@@ -105,3 +105,112 @@ def test_a_wrong_rule_is_caught():
     res = compare(ours, ref, crossval.TOLERANCE["float64"])
     assert max(r.max_error for r in res) > 1e-6
     assert Config  # imported for the table's type
+
+
+# ---- the table's frame, its summary and the lockstep conditioning, by hand ----------------
+
+SCHEMA = ["optimizer", "config", "source", "probe", "dtype", "backend", "torch_impl", "steps",
+          "compared_steps", "mode", "max_error_param", "max_error_state", "worst_quantity",
+          "first_bad_step", "tol", "condition", "passed", "error", "free_run_error",
+          "torch_spread"]
+
+
+def test_run_table_has_the_documented_schema_and_one_row_per_comparison():
+    from suite.optim.configs import Config
+
+    configs = [Config("sgd", (("lr", 0.05), ("momentum", 0.9))),
+               Config("rmsprop", (("lr", 0.01),))]
+    frame = crossval.run_table(configs, probes=("scaled",), dtypes=("float64", "float32"),
+                               steps=20, backends=("numpy", "torch"))
+    assert list(frame.columns) == SCHEMA
+    # sgd: forloop, foreach, fused; rmsprop: forloop, foreach; x 2 dtypes x 2 backends
+    assert len(frame) == (3 + 2) * 2 * 2
+    assert set(zip(frame.optimizer, frame.torch_impl, strict=True)) == {
+        ("sgd", "forloop"), ("sgd", "foreach"), ("sgd", "fused"), ("rmsprop", "forloop"),
+        ("rmsprop", "foreach")}
+    assert frame["passed"].all()
+    assert (frame["mode"] == "free").all()
+    assert (frame["steps"] == 20).all()
+    assert (frame["compared_steps"] == 20).all()
+    assert (frame["tol"] == frame["dtype"].map(crossval.TOLERANCE)).all()
+    assert (frame["condition"] == 1.0).all()
+    assert (frame["error"] == "").all()
+    assert frame["first_bad_step"].isna().all()
+    assert frame["torch_spread"].isna().all()
+    assert (frame["source"] == "grid").all()
+    # the free run's error is the larger of the parameter and state errors
+    np.testing.assert_array_equal(frame["free_run_error"],
+                                  frame[["max_error_param", "max_error_state"]].max(axis=1))
+    assert (frame.loc[frame.dtype == "float64", "free_run_error"] < 1e-12).all()
+
+
+def test_summary_counts_and_worst_errors_by_hand():
+    import pandas as pd
+
+    frame = pd.DataFrame({
+        "optimizer": ["adam"] * 4 + ["sgd"], "dtype": ["float64"] * 5,
+        "backend": ["numpy"] * 5, "torch_impl": ["forloop"] * 3 + ["foreach", "forloop"],
+        "config": ["a", "a", "b", "a", "c"], "passed": [True, False, False, True, True],
+        "max_error_param": [1e-15, 3e-12, 2e-13, 1e-14, 0.0],
+        "max_error_state": [2e-15, 1e-16, 5e-12, 1e-14, 0.0],
+    })
+    s = crossval.summary(frame).set_index(["optimizer", "torch_impl"])
+    assert list(crossval.summary(frame).columns) == [
+        "optimizer", "dtype", "backend", "torch_impl", "configs", "cells", "failed",
+        "max_error_param", "max_error_state"]
+    assert s.loc[("adam", "forloop"), ["configs", "cells", "failed"]].tolist() == [2, 3, 2]
+    assert s.loc[("adam", "forloop"), "max_error_param"] == 3e-12
+    assert s.loc[("adam", "forloop"), "max_error_state"] == 5e-12
+    assert s.loc[("adam", "foreach"), ["configs", "cells", "failed"]].tolist() == [1, 1, 0]
+    assert s.loc[("sgd", "forloop"), ["configs", "cells", "failed"]].tolist() == [1, 1, 0]
+    assert len(s) == 3
+
+
+def test_centred_condition_by_hand():
+    """κ_t = max_i v_i / |v_i - ḡ_i²| (at least 1, 1 where undefined), and the step into t
+    takes the larger of κ_{t-1} and κ_t."""
+    from suite.trajectory import Trajectory
+
+    v = np.array([[np.nan, np.nan], [4.0, 1.0], [2.0, 1.0], [1.0, 1.0], [1.0, 1.0]])
+    ga = np.array([[np.nan, np.nan], [1.9, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 3.0 ** 0.5]])
+    ref = Trajectory(values={"param[0]": np.zeros((5, 2)), "square_avg[0]": v,
+                             "grad_avg[0]": ga,
+                             "square_avg[1]": np.full((5, 1), 9.0),  # not centred: ignored
+                             # an empty parameter (torch allows them) contributes nothing
+                             "square_avg[2]": np.zeros((5, 0)), "grad_avg[2]": np.zeros((5, 0))},
+                     steps=4)
+    # step 3: 1 / |1 - 1| is infinite -> 1; step 4: 1 / |1 - 3| = 0.5 -> 1
+    k = [1.0, 4.0 / (4.0 - 1.9 ** 2), 2.0, 1.0, 1.0]
+    want = [k[0], max(k[0], k[1]), max(k[1], k[2]), max(k[2], k[3]), max(k[3], k[4])]
+    np.testing.assert_allclose(crossval.centred_condition(ref), want, rtol=1e-14)
+    plain = Trajectory(values={"square_avg[0]": v}, steps=4)
+    np.testing.assert_array_equal(crossval.centred_condition(plain), np.ones(5))
+
+
+def test_torch_factory_forces_each_implementation():
+    import torch
+
+    from suite.optim.configs import Config
+
+    config = Config("adam", (("lr", 0.01),))
+    p = [torch.zeros(2, requires_grad=True)]
+    flags = {impl: crossval._torch_factory(config, impl)(p, lr=0.5).defaults
+             for impl in ("forloop", "foreach", "fused")}
+    assert (flags["forloop"]["foreach"], flags["forloop"]["fused"]) == (False, None)
+    assert (flags["foreach"]["foreach"], flags["foreach"]["fused"]) == (True, None)
+    assert (flags["fused"]["foreach"], flags["fused"]["fused"]) == (None, True)
+    assert all(f["lr"] == 0.5 for f in flags.values())
+    assert isinstance(crossval._torch_factory(config, "fused")(p), torch.optim.Adam)
+
+
+def test_crossval_cell_defaults_are_the_documented_ones():
+    """float64 and 200 steps unless told; every backend against every torch implementation."""
+    from suite.backends import BACKENDS
+    from suite.optim.configs import Config
+
+    rows = crossval.crossval_cell(Config("sgd", (("lr", 0.01),)), "scaled")
+    assert {(r["backend"], r["torch_impl"]) for r in rows} == {
+        (b, i) for b in BACKENDS for i in ("forloop", "foreach", "fused")}
+    assert len(rows) == 3 * len(BACKENDS)
+    assert all(r["dtype"] == "float64" and r["tol"] == 1e-12 and r["steps"] == 200
+               and r["compared_steps"] == 200 and r["passed"] for r in rows)

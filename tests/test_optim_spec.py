@@ -151,3 +151,138 @@ def test_none_gradient_leaves_parameter_and_state_untouched():
     np.testing.assert_array_equal(params[1], np.ones(2))
     assert state[1] == {}
     assert state[0]["step"] == 1.0
+
+
+# ---- edges: what torch.optim accepts at the boundary, messages, implementations ----------
+
+# (optimizer, hyperparameters) at the edge of the valid range, which torch.optim accepts
+ACCEPTED = [
+    ("sgd", {"lr": 0.0, "momentum": 0.0, "weight_decay": 0.0}),
+    ("adam", {"betas": (0.0, 0.0), "eps": 0.0}), ("adamax", {"betas": (0.0, 0.5)}),
+    ("adadelta", {"rho": 0.0}), ("adadelta", {"rho": 1.0}),
+    ("adafactor", {"beta2_decay": 0.0}), ("adafactor", {"eps": (0.0, 0.0)}),
+    ("adafactor", {"eps": (0.5, 1e-3), "d": 1.0}),
+    ("rprop", {"etas": (1e-3, 1.001)}),
+]
+
+
+@pytest.mark.parametrize(("name", "hyper"), ACCEPTED)
+def test_accepts_what_torch_accepts_at_the_edges(name, hyper):
+    spec = OPTIMIZERS[name]
+    torch_opt = spec.torch_class()([torch.zeros(2, requires_grad=True)], **hyper)
+    resolved = optim.get(name, **hyper).hyper
+    for key, value in hyper.items():
+        assert resolved[key] == torch_opt.defaults[key] == value
+
+
+def test_type_errors_name_the_value_and_what_was_expected():
+    with pytest.raises(TypeError, match=r"hyperparameter lr='abc' must be a real number, got "
+                                        r"str$"):
+        optim.get("adam", lr="abc")
+    with pytest.raises(TypeError, match=r"hyperparameter lr=None must be a real number, got "
+                                        r"NoneType$"):
+        optim.get("sgd", lr=None)
+    with pytest.raises(TypeError, match=r"betas=0\.9 must be a pair \(beta1, beta2\)$"):
+        optim.get("adam", betas=0.9)
+    with pytest.raises(TypeError, match=r"etas=1 must be a pair \(etaminus, etaplus\)$"):
+        optim.get("rprop", etas=1)
+    with pytest.raises(TypeError, match=r"eps=0\.001 must be a pair \(epsilon1 or None, "
+                                        r"epsilon2\)$"):
+        optim.get("adafactor", eps=1e-3)
+    with pytest.raises(TypeError, match=r"hyperparameter betas\[1\]='x' must be a real"):
+        optim.get("adam", betas=(0.9, "x"))
+    with pytest.raises(TypeError, match=r"unknown hyperparameter\(s\) a, b; valid: lr, "
+                                        r"momentum, dampening, weight_decay, nesterov, "
+                                        r"maximize$"):
+        optim.get("sgd", b=1, a=2)
+    with pytest.raises(ValueError, match=r"unknown optimizer 'adamx'; expected one of sgd, "
+                                         r"adagrad, rmsprop, adam, adamw, nadam, radam, adamax, "
+                                         r"adadelta, rprop, asgd, adafactor, momentum, nesterov$"):
+        optim.get("adamx")
+
+
+def test_value_errors_name_the_hyperparameter_and_the_range():
+    nan = float("nan")
+    cases = [
+        ("adam", {"lr": nan}, r"^Invalid lr value: nan \(expected a finite number\)$"),
+        ("adam", {"betas": (nan, 0.9)}, r"^Invalid betas\[0\] value: nan"),
+        ("adam", {"betas": (0.9, nan)}, r"^Invalid betas\[1\] value: nan"),
+        ("adafactor", {"eps": (nan, 1e-3)}, r"^Invalid eps\[0\] value: nan"),
+        ("adafactor", {"eps": (None, nan)}, r"^Invalid eps\[1\] value: nan"),
+        ("sgd", {"nesterov": True}, (r"^Nesterov momentum requires a momentum and zero "
+                                    r"dampening \(got momentum=0\.0, dampening=0\.0\)$")),
+        ("rprop", {"etas": (0.5, 1.0)}, (r"^Invalid eta values: 0\.5, 1\.0 \(expected 0 < "
+                                        r"etaminus < 1 < etaplus\)$")),
+    ]
+    for name, hyper, message in cases:
+        with pytest.raises(ValueError, match=message):
+            optim.get(name, **hyper)
+
+
+def test_numbers_of_other_types_are_converted():
+    """A 0-dim tensor or numpy scalar is accepted as torch accepts it, as a float."""
+    for value in (torch.tensor(0.25, dtype=torch.float64), np.float32(0.25), 1):
+        lr = optim.get("adam", lr=value).hyper["lr"]
+        assert type(lr) is float
+        assert lr == float(value)
+
+
+def test_torch_optimizer_forces_the_implementation():
+    p = [torch.zeros(2, requires_grad=True)]
+    spec = OPTIMIZERS["adam"]
+    assert spec.torch_impls() == ("forloop", "foreach", "fused")
+    assert OPTIMIZERS["rmsprop"].torch_impls() == ("forloop", "foreach")
+    default = spec.torch_optimizer(p, lr=0.5).defaults
+    assert (default["foreach"], default["fused"], default["lr"]) == (False, None, 0.5)
+    foreach = spec.torch_optimizer(p, "foreach").defaults
+    assert (foreach["foreach"], foreach["fused"]) == (True, None)
+    fused = spec.torch_optimizer(p, "fused").defaults
+    assert (fused["foreach"], fused["fused"]) == (None, True)
+    with pytest.raises(ValueError, match=r"^unknown torch implementation 'cuda'; expected one "
+                                         r"of forloop, foreach, fused$"):
+        spec.torch_optimizer(p, "cuda")
+    with pytest.raises(ValueError, match=r"^torch.optim.RMSprop has no fused implementation$"):
+        OPTIMIZERS["rmsprop"].torch_optimizer(p, "fused")
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_fused_on_cpu_is_what_torch_supports(name):
+    """``fused_on_cpu`` and ``torch_impls`` against torch: does a fused CPU step run?"""
+    spec = OPTIMIZERS[name]
+    p = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    try:
+        opt = spec.torch_class()([p], fused=True)
+        p.grad = torch.ones(3, dtype=torch.float64)
+        opt.step()
+        supported = True
+    except (TypeError, RuntimeError, ValueError):
+        supported = False
+    assert spec.fused_on_cpu is supported
+    assert spec.torch_impls() == (("forloop", "foreach", "fused") if supported
+                                  else ("forloop", "foreach"))
+
+
+STATE_CASES = [
+    ("sgd", {}), ("sgd", {"momentum": 0.5}), ("rmsprop", {}), ("rmsprop", {"momentum": 0.5}),
+    ("rmsprop", {"centered": True}), ("rmsprop", {"momentum": 0.5, "centered": True}),
+    ("adam", {}), ("adam", {"amsgrad": True}), ("adamw", {"amsgrad": True}),
+    ("adafactor", {}),
+] + [(name, {}) for name in OPTIMIZERS if name not in ("sgd", "rmsprop", "adam", "adafactor")]
+
+
+@pytest.mark.parametrize(("name", "hyper"), STATE_CASES)
+def test_state_names_are_torchs_own(name, hyper):
+    """state_names against the state torch.optim itself keeps after one step."""
+    spec = OPTIMIZERS[name]
+    resolved = spec.resolve(**hyper)
+    every = set()
+    for shape in ((3,), (2, 3), ()):
+        p = torch.ones(shape, dtype=torch.float64, requires_grad=True)
+        opt = spec.torch_class()([p], **hyper)
+        p.grad = torch.full(shape, 0.5, dtype=torch.float64)
+        opt.step()
+        theirs = set(opt.state[p]) - ({"step"} if name == "sgd" else set())
+        assert set(spec.state_names(resolved, len(shape))) == theirs, shape
+        assert len(spec.state_names(resolved, len(shape))) == len(theirs)
+        every |= theirs
+    assert set(spec.state_names(resolved)) == every

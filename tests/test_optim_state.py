@@ -188,3 +188,32 @@ def test_torch_backend_on_cuda_matches_torch_optim(name):
         bad = [r for r in compare(ours, ref, 1e-12 + 2 * spread)
                if r.first_bad_step is not None]
         assert not bad, (impl, spread, bad[:3])
+
+
+# weight_decay = 1 and momentum = 1 are where a branch written `!= 0` differs from one written
+# `!= 1`: every rule with weight decay, and SGD with momentum 1, against torch.optim's own steps
+AT_ONE = [(name, {"weight_decay": 1.0}) for name in OPTIMIZERS
+          if "weight_decay" in OPTIMIZERS[name].defaults] + [
+    ("nadam", {"weight_decay": 1.0, "decoupled_weight_decay": True}),
+    ("radam", {"weight_decay": 1.0, "decoupled_weight_decay": True}),
+    ("sgd", {"momentum": 1.0, "dampening": 0.5}),
+    ("sgd", {"momentum": 1.0, "nesterov": True}),
+    ("rmsprop", {"momentum": 1.0}),
+]
+
+
+@pytest.mark.parametrize(("name", "hyper"), AT_ONE, ids=lambda v: str(v))
+def test_hyperparameters_equal_to_one_match_torch(name, hyper):
+    rule = optim.get(name, backend="numpy", lr=0.01, **hyper)
+    init = np.linspace(-1.0, 2.0, 6).reshape(2, 3)
+    params = [init.copy()]
+    state = rule.init(params)
+    tp = torch.tensor(init, requires_grad=True)
+    topt = rule.torch_optimizer([tp])
+    for k in range(4):
+        g = _grads(k, [(2, 3)])[0]
+        rule.step(params, [g.copy()], state)
+        tp.grad = torch.from_numpy(g.copy())
+        topt.step()
+        np.testing.assert_allclose(params[0], tp.detach().numpy(), rtol=1e-12, atol=0)
+    assert set(state[0]) == set(topt.state[tp])

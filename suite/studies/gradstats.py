@@ -142,9 +142,11 @@ def mean_field(activation: Any, init: str, widths: Sequence[int], input_second_m
 
 def fixed_point(activation: Any, sigma_w2: float, q0: float = 1.0, iters: int = 2000,
                 **act_params: Any) -> float:
-    """q* of q ← σ_w² E[f(√q u)²] (iterated from q0)."""
-    act = _activation(activation, **act_params) if not isinstance(activation, str) else \
-        activations.get(activation, **act_params)
+    """q* of q ← σ_w² E[f(√q u)²] (iterated from q0).
+
+    ``activation``: an elementwise built-in name or a callable on tensors, as for
+    :func:`mean_field`."""
+    act = _activation(activation, **act_params)
     q = q0
     for _ in range(iters):
         q = sigma_w2 * gaussian_expectation(lambda z: act.forward(z) ** 2, q)
@@ -255,7 +257,8 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
                 r_z = math.inf
             else:
                 r_z = math.log10(first / last)
-        pred = float(np.sum(np.log10(sub["predicted_factor"].dropna())))
+            # a predicted factor of 0 (f' = 0 almost everywhere) gives -inf, not a warning
+            pred = float(np.sum(np.log10(sub["predicted_factor"].dropna())))
         verdict = ("vanished" if r_z == -math.inf else "exploded" if r_z == math.inf else
                    "vanishing" if r_z < -VERDICT_DECADES else
                    "exploding" if r_z > VERDICT_DECADES else "stable")
