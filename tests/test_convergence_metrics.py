@@ -151,3 +151,14 @@ def test_sensitivity_on_a_noisy_problem_is_seeded():
     pd.testing.assert_frame_equal(a, b)
     c = C.run(p, "sgd", C.random_starts(p, 4, 0), 60, seed=0, lr=0.05, targets=(1e-4,))
     assert a["median_final_gap"].item() == c["final_gap"].median()
+
+
+def test_sensitivity_passes_its_seed_and_backend_on():
+    """seed=1 draws other starts (and other noise); the backend reaches the runner: the
+    compiled one (the default) refuses a noisy problem."""
+    p = P.noisy(P.get("booth"), 0.3)
+    a = C.sensitivity(p, "sgd", [0.05], n_starts=4, steps=60, seed=1, backend="numpy")
+    c = C.run(p, "sgd", C.random_starts(p, 4, 1), 60, seed=1, lr=0.05, targets=(1e-4,))
+    assert a["median_final_gap"].item() == c["final_gap"].median()
+    with pytest.raises(NotImplementedError, match="noisy"):
+        C.sensitivity(p, "sgd", [0.05], n_starts=4, steps=60)
