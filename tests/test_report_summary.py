@@ -60,3 +60,104 @@ def test_sections_render_and_are_empty_without_their_frames():
     assert "fresh seeds 2 3" in tuning_section(f)
     assert summary_section({}) == ""
     assert tuning_section({}) == ""
+
+
+def _read_table(html):
+    """The first <table> of ``html`` as a frame of cell texts (header row first)."""
+    from html.parser import HTMLParser
+
+    class P(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.rows, self.cell = [], None
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "tr":
+                self.rows.append([])
+            elif tag in ("td", "th"):
+                self.cell = ""
+
+        def handle_endtag(self, tag):
+            if tag in ("td", "th"):
+                self.rows[-1].append(self.cell.strip())
+                self.cell = None
+
+        def handle_data(self, data):
+            if self.cell is not None:
+                self.cell += data
+
+    p = P()
+    p.feed(html)
+    head, *body = p.rows
+    return pd.DataFrame(body, columns=head)
+
+
+def test_summary_without_tuning_all_passing_and_other_target():
+    """No tuning part: the optimizers come from the convergence and roofline frames in that
+    order; missing columns read '-' (labels) or NaN (numbers); a cross-validation where every
+    cell agrees is a PASS; the roofline's torch rows are not ours, and where no speedup was
+    measured the first of ours is shown; the convergence frame's only target is 1e-2."""
+    conv = pd.DataFrame({"optimizer": ["sgd", "sgd", "sgd", "sgd", "adam", "adam"],
+                         "problem": ["p", "p", "q", "q", "p", "q"],
+                         "steps_to_target_1e-02": [4, 8, np.nan, np.nan, 3, np.nan]})
+    roof = pd.DataFrame({"optimizer": ["rmsprop", "rmsprop", "adam", "adam", "sgd"],
+                         "implementation": ["numpy", "torch.optim-foreach", "numba",
+                                            "torch.optim-fused", "numba"],
+                         "speedup_vs_best_torch": [np.nan, np.nan, 0.5, 9.0, 2.0]})
+    cross = pd.DataFrame({"optimizer": ["sgd", "sgd", "lion"], "passed": [True, True, False]})
+    s = optimizer_summary({"convergence": conv, "roofline": roof, "crossval": cross})
+    assert list(s["optimizer"]) == ["sgd", "adam", "rmsprop"]
+    s = s.set_index("optimizer")
+    assert s.loc["sgd", "conformance"] == "PASS vs torch.optim (2/2)"
+    assert pd.isna(s.loc["adam", "conformance"])     # shown as '-' on the page (below)
+    assert "lion" not in s.index                     # cross-validated but not in the run
+    assert s.loc["adam", "speed_vs_torch"] == 0.5     # torch.optim-fused is torch's, not ours
+    assert s.loc["adam", "fastest"] == "numba"
+    assert s.loc["sgd", "speed_vs_torch"] == 2.0
+    assert math.isnan(s.loc["rmsprop", "speed_vs_torch"])
+    assert s.loc["rmsprop", "fastest"] == "numpy"
+    assert s.loc["sgd", "success_rate"] == 0.5
+    assert s.loc["sgd", "median_steps"] == 6
+    assert s.loc["sgd", "problems_solved"] == "1/2"
+    assert s.loc["adam", "problems_solved"] == "1/2"
+    assert math.isnan(s.loc["rmsprop", "success_rate"])
+    assert math.isnan(s.loc["rmsprop", "median_steps"])
+    for col in ("kind", "reference", "tuned_lr", "tuned_lr_himmelblau",
+                "state_bytes_per_param_byte"):
+        assert (s[col] == "-").all(), col
+    # the page shows the same numbers
+    t = _read_table(summary_section({"convergence": conv, "roofline": roof,
+                                     "crossval": cross})).set_index("optimizer")
+    assert float(t.loc["sgd", "success_rate"]) == 0.5
+    assert float(t.loc["adam", "speed_vs_torch"]) == 0.5
+    assert t.loc["sgd", "conformance"] == "PASS vs torch.optim (2/2)"
+    assert t.loc["adam", "conformance"] == "-"
+    assert t.loc["rmsprop", "success_rate"] == "-"
+
+
+def test_summary_prefers_the_1e_4_target_and_no_hit_is_nan():
+    conv = pd.DataFrame({"optimizer": "o", "problem": "p",
+                         "steps_to_target_1e-02": [1.0, 2.0],
+                         "steps_to_target_1e-04": [np.nan, np.nan]})
+    s = optimizer_summary({"convergence": conv}).iloc[0]
+    assert s["success_rate"] == 0.0
+    assert math.isnan(s["median_steps"])
+    assert s["problems_solved"] == "0/1"
+    assert optimizer_summary({}).empty
+
+
+def test_tuning_table_shows_the_choice_per_problem():
+    f = _frames()
+    html = tuning_section(f)
+    for text in ("(0.01 0.1 1)", "tuning seeds 0 1", "2 random starts each", "100 steps",
+                 "<b>min median steps</b>", "fresh seeds 2 3"):
+        assert text in html, text
+    t = _read_table(html)
+    assert list(t.columns) == ["optimizer", "problem", "lr", "median_cost", "median_tiebreak",
+                               "success_rate", "failed_share", "lr_grid"]
+    row = t[(t.optimizer == "mine") & (t.problem == "booth")].iloc[0]
+    assert float(row["lr"]) == 0.01
+    assert float(row["success_rate"]) == 0.0
+    assert float(row["failed_share"]) == 0.5
+    assert row["median_cost"] == "inf"
+    assert "tuned learning rate" in summary_section(f)
