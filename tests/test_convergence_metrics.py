@@ -52,6 +52,20 @@ def test_minimum_below_zero_and_recorded_trajectories(backend):
     assert (t["lr"] == lr).all()
 
 
+def test_run_follows_a_schedule():
+    """run() (not only run_full) passes the schedule on: the final value is torch.optim's
+    under the same torch scheduler."""
+    from suite.schedules import Schedule
+
+    p = P.get("booth")
+    starts = np.array([[0.0, 0.0], [3.0, -2.0]])
+    sched = Schedule("step", {"step_size": 5, "gamma": 0.1})
+    ref = C.torch_optim_trajectory(p, "sgd", starts, 30, schedule=sched, lr=0.05)
+    s = C.run(p, "sgd", starts, 30, schedule=sched, lr=0.05)
+    np.testing.assert_allclose(s["final_value"], np.asarray(p.f(ref[-1])), rtol=1e-12)
+    assert (s["final_gap"] > 1e-3).all()             # the decayed lr stops short of f*
+
+
 def test_final_grad_norm_per_start():
     """One gradient norm per start (row), not one over the whole batch."""
     p = P.get("booth")
@@ -154,11 +168,14 @@ def test_sensitivity_on_a_noisy_problem_is_seeded():
 
 
 def test_sensitivity_passes_its_seed_and_backend_on():
-    """seed=1 draws other starts (and other noise); the backend reaches the runner: the
+    """seed=1 draws other starts (and other noise), hyperparameters reach the rule (momentum);
+    the backend reaches the runner: the
     compiled one (the default) refuses a noisy problem."""
     p = P.noisy(P.get("booth"), 0.3)
-    a = C.sensitivity(p, "sgd", [0.05], n_starts=4, steps=60, seed=1, backend="numpy")
-    c = C.run(p, "sgd", C.random_starts(p, 4, 1), 60, seed=1, lr=0.05, targets=(1e-4,))
+    a = C.sensitivity(p, "sgd", [0.05], n_starts=4, steps=60, seed=1, backend="numpy",
+                      momentum=0.5)
+    c = C.run(p, "sgd", C.random_starts(p, 4, 1), 60, seed=1, lr=0.05, targets=(1e-4,),
+              momentum=0.5)
     assert a["median_final_gap"].item() == c["final_gap"].median()
     with pytest.raises(NotImplementedError, match="noisy"):
         C.sensitivity(p, "sgd", [0.05], n_starts=4, steps=60)
