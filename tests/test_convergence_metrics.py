@@ -179,3 +179,22 @@ def test_sensitivity_passes_its_seed_and_backend_on():
     assert a["median_final_gap"].item() == c["final_gap"].median()
     with pytest.raises(NotImplementedError, match="noisy"):
         C.sensitivity(p, "sgd", [0.05], n_starts=4, steps=60)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_float32_runs_in_float32_and_reports_in_float64(backend):
+    """dtype='float32': the iterates and f are float32 numbers (a float64 run's are not);
+    the gradient norm of the final float32 iterate is taken in float64."""
+    p = P.get("booth")
+    starts = np.array([[0.1, 0.2], [3.3, -2.7], [-1.1, 4.9]])
+    s, t = C.run_full(p, "adam", starts, 7, backend=backend, dtype="float32", record_every=7,
+                      lr=0.1)
+    x = t[t.step == 7][["x0", "x1"]].to_numpy()
+    assert (x.astype(np.float32) == x).all()
+    assert (s["final_value"].astype(np.float32) == s["final_value"]).all()
+    g = np.asarray(p.grad_fn(x.astype(np.float32)), dtype=np.float64)
+    np.testing.assert_allclose(s["final_grad_norm"], np.sqrt((g * g).sum(axis=1)), rtol=1e-14)
+    _, t64 = C.run_full(p, "adam", starts, 7, backend=backend, record_every=7, lr=0.1)
+    x64 = t64[t64.step == 7][["x0", "x1"]].to_numpy()
+    assert not (x64.astype(np.float32) == x64).all()
+    np.testing.assert_allclose(x, x64, rtol=1e-5)
