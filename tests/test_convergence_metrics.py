@@ -192,6 +192,8 @@ def test_float32_runs_in_float32_and_reports_in_float64(backend):
     x = t[t.step == 7][["x0", "x1"]].to_numpy()
     assert (x.astype(np.float32) == x).all()
     assert (s["final_value"].astype(np.float32) == s["final_value"]).all()
+    r = C.run(p, "adam", starts, 7, backend=backend, dtype="float32", lr=0.1)   # run() too
+    np.testing.assert_array_equal(r["final_value"], s["final_value"])
     g = np.asarray(p.grad_fn(x.astype(np.float32)), dtype=np.float64)
     np.testing.assert_allclose(s["final_grad_norm"], np.sqrt((g * g).sum(axis=1)), rtol=1e-14)
     _, t64 = C.run_full(p, "adam", starts, 7, backend=backend, record_every=7, lr=0.1)
