@@ -161,3 +161,70 @@ def test_tuning_table_shows_the_choice_per_problem():
     assert float(row["failed_share"]) == 0.5
     assert row["median_cost"] == "inf"
     assert "tuned learning rate" in summary_section(f)
+
+
+def test_summary_kind_reference_order_and_missing_parts():
+    """The tuning choice sets the order and the kind and reference of each optimizer (one
+    row suffices); where the choice lacks those columns they are empty; an optimizer tuned
+    without Himmelblau has no Himmelblau lr; numbers of parts that did not run are NaN."""
+    choice = pd.DataFrame({"optimizer": ["mine", "adam", "adam"],
+                           "problem": ["booth", "himmelblau", "booth"], "lr": [0.5, 0.1, 1.0],
+                           "optimizer_kind": ["class", "reference", "reference"],
+                           "reference": ["sgd", "", ""]})
+    conv = pd.DataFrame({"optimizer": ["adam", "mine"], "problem": "booth",
+                         "final_gap": [0.1, 0.2]})            # no first-hit column at all
+    s = optimizer_summary({"tuning_choice": choice, "convergence": conv})
+    assert list(s["optimizer"]) == ["mine", "adam"]
+    s = s.set_index("optimizer")
+    assert s.loc["mine", "kind"] == "class"
+    assert s.loc["adam", "kind"] == "reference"
+    assert s.loc["mine", "reference"] == "sgd"
+    assert s.loc["mine", "tuned_lr"] == "0.5"
+    assert math.isnan(s.loc["mine", "tuned_lr_himmelblau"])
+    assert s.loc["adam", "tuned_lr_himmelblau"] == 0.1
+    for col in ("speed_vs_torch", "success_rate", "median_steps"):
+        assert s[col].isna().all(), col
+    for col in ("conformance", "fastest", "problems_solved"):
+        assert (s[col] == "-").all(), col
+    bare = optimizer_summary({"tuning_choice": choice[["optimizer", "problem", "lr"]]})
+    assert (bare["kind"] == "").all()
+    assert (bare["reference"] == "").all()
+
+
+def test_summary_fastest_is_the_best_of_ours_and_long_tables():
+    roof = pd.DataFrame({"optimizer": "adam", "implementation": ["numpy", "numba", "torch"],
+                         "speedup_vs_best_torch": [0.2, 1.5, 1.0]})
+    s = optimizer_summary({"roofline": roof}).iloc[0]
+    assert s["fastest"] == "numba"
+    assert s["speed_vs_torch"] == 1.5
+    # up to 100 optimizers on the page, then a note
+    many = pd.DataFrame({"optimizer": [f"o{i}" for i in range(101)], "implementation": "numba",
+                         "speedup_vs_best_torch": 1.0})
+    html = summary_section({"roofline": many})
+    assert len(_read_table(html)) == 100
+    assert "(1 more rows" in html
+    html = summary_section({"roofline": many.head(100)})
+    assert len(_read_table(html)) == 100
+    assert "more rows" not in html
+
+
+def test_summary_and_tuning_text_say_what_the_numbers_mean():
+    html = summary_section(_frames())
+    for text in ("<p>Every optimizer at its tuned learning rate", "criterion for each",
+                 "success_rate and median_steps: over every problem, fresh seed and start",
+                 "problems_solved: problems where at least half of the runs reached the target",
+                 "speed_vs_torch: above 1 is faster than torch's fastest implementation"):
+        assert text in html, text
+
+
+def test_tuning_table_one_row_grid_edge_and_length():
+    one = _frames()["tuning_choice"].head(1).assign(at_grid_edge=True)
+    html = tuning_section({"tuning_choice": one})
+    assert "(0.01 0.1 1)" in html
+    t = _read_table(html)
+    assert t["at_grid_edge"].item() == "True"
+    long = pd.concat([one] * 301, ignore_index=True)
+    html = tuning_section({"tuning_choice": long})
+    assert len(_read_table(html)) == 300
+    assert "(1 more rows" in html
+    assert len(_read_table(tuning_section({"tuning_choice": long.head(61)}))) == 61
