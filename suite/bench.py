@@ -22,17 +22,23 @@ temporary array; measured from the kernel's peak-RSS counter after the timings, 
 :func:`peak_extra_bytes`). Timings are medians of ``repeats`` after a warm-up; the thread counts
 are set and recorded.
 
-The ceiling is measured *paired* with each optimizer: a streaming kernel with the step's own
-access pattern (the gradient read, the parameter and every state array read and written in
-place, one multiply-add per array: :func:`ceiling_kernel`) is timed interleaved with that
-optimizer's implementations, round by round, at the same thread count, and every time is the
-best of ``repeats`` rounds (``spread``: the median round's distance from the best one), on
-the calling thread's CPU clock at one thread (time spent waiting for a core on a shared
-machine is left out) and on the wall clock at more (``clock`` column). The
-ceiling is timed again right before each implementation in every round, and
-``fraction_of_ceiling`` is the median over rounds of the ratio of those two adjacent times
-(``fraction_spread``: half the interquartile range of the ratios, relative): adjacent calls see
-the same load on a shared machine, so the fraction stays at or below 1 within that spread.
+The ceiling is measured *paired* with each implementation and on *its own memory*: a streaming
+kernel with the step's access pattern (the gradient read, the parameter and every state array
+read and written in place, one multiply-add per array: :func:`ceiling_kernel`), run over that
+implementation's own parameter, gradient and state arrays (:func:`own_ceiling`; the values are
+left as they are). Its own memory, because where the arrays happen to sit in physical memory
+moves the bandwidth more than anything an implementation does: the same Adam step on four
+fresh sets of arrays ran at 25 to 51 GB/s here, and a ceiling on other arrays read 0.8 or 1.3
+of it by luck. Each ceiling is timed right before its implementation, round by round, at the
+same thread count, and every time is the best of ``repeats`` rounds (``spread``: the median
+round's distance from the best one), on the calling thread's CPU clock at one thread (time
+spent waiting for a core on a shared machine is left out) and on the wall clock at more
+(``clock`` column). ``fraction_of_ceiling`` is the median over rounds of the ratio of those two
+adjacent times (``fraction_spread``: half the interquartile range of the ratios, relative):
+adjacent calls see the same load and the same memory, so the fraction stays at or below 1
+within that spread. ``speedup_vs_best_torch`` is the plain ratio of best times (it carries the
+luck of each one's memory); ``speedup_vs_best_torch_per_ceiling`` compares fractions of each
+one's own ceiling instead (ours over torch.optim's best), which takes the placement out.
 ``threads`` may be a list: the measurement is repeated at each count (a thread sweep), and every
 row records the count asked for and the counts torch and Numba report.
 """
@@ -156,6 +162,38 @@ def ceiling_kernel(n_rw: int, size: int, dtype: str = "float32") -> Callable[[],
     return lambda: fn(g, *arrays, s)
 
 
+def own_ceiling(grad: Any, arrays: Sequence[Any]) -> Callable[[], Any] | None:
+    """The ceiling kernel over an implementation's *own* memory: ``grad`` read, each of
+    ``arrays`` (the parameter and the full-size state arrays) read and written in place, on
+    Numba's current threads. NumPy arrays or CPU tensors (viewed, not copied); the multiplier is
+    0, so the values stay as they are (up to the sign of a zero). None where there are more
+    than four arrays to update.
+
+    Why its own: the bandwidth a stream of arrays gets depends on where those arrays happen to
+    sit in physical memory. On this machine (a virtual machine), the same Adam step on four
+    freshly allocated sets of arrays ran at 25 to 51 GB/s, and the ceiling kernel run on each
+    set's own arrays tracked it within a few per cent each time; a ceiling on other arrays is no
+    bound for the step.
+    """
+    def view(a: Any) -> np.ndarray:
+        return a.detach().numpy() if hasattr(a, "detach") else np.asarray(a)
+
+    g = view(grad).reshape(-1)
+    rw = [view(a).reshape(-1) for a in arrays]
+    if not 1 <= len(rw) <= 4 or any(a.size != g.size or a.dtype != g.dtype for a in rw):
+        return None
+    fn = _CEILINGS[len(rw)]
+    zero = g.dtype.type(0)
+    return lambda: fn(g, *rw, zero)
+
+
+def _full_size(state: Any, size: int) -> list[Any]:
+    """The arrays (or tensors) of one parameter's state with ``size`` elements, in order."""
+    return [v for v in state.values()
+            if hasattr(v, "dtype") and getattr(v, "ndim", 0) > 0
+            and (v.numel() if hasattr(v, "numel") else v.size) == size]
+
+
 #: clocks for :func:`paired_times`: wall time, or the calling thread's CPU time, which leaves
 #: out the time the thread waits for a core on a machine with more runnable threads than cores
 #: (valid only where all the work runs on the calling thread: one thread for torch and Numba)
@@ -182,7 +220,7 @@ def clock_for(threads: int) -> str:
 
 
 def paired_times(fns: dict[str, Callable[[], Any]], repeats: int = 7, min_time: float = 0.02,
-                 reference: str | None = None, clock: str = "wall"
+                 reference: str | dict[str, str] | None = None, clock: str = "wall"
                  ) -> tuple[dict[str, float], dict[str, float]]:
     """Best seconds per call of each function, measured interleaved, and each one's spread.
 
@@ -196,23 +234,35 @@ def paired_times(fns: dict[str, Callable[[], Any]], repeats: int = 7, min_time: 
     the ratio of ``k``'s time to the reference's time just before it (``spread`` of that key:
     half the interquartile range of the ratios, relative to their median). Adjacent calls see
     the same load, so the ratio holds on a busy machine where the two best times need not come
-    from equally quiet moments. ``clock``: a key of :data:`CLOCKS`.
+    from equally quiet moments. ``reference`` may also map keys to their own references
+    (``{"step": "step's ceiling", ...}``): each mapped key is timed right after its reference,
+    the others alone, and the references only as partners. ``clock``: a key of :data:`CLOCKS`.
     """
     if clock not in CLOCKS:
         raise ValueError(f"clock must be one of {list(CLOCKS)}, got {clock!r}")
     now = CLOCKS[clock]
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
-    if reference is not None and reference not in fns:
-        raise ValueError(f"reference {reference!r} is not one of {list(fns)}")
+    if isinstance(reference, dict):
+        refs = dict(reference)
+    elif reference is not None:
+        refs = {k: reference for k in fns if k != reference}
+    else:
+        refs = {}
+    for r in {*refs, *refs.values()} - set(fns):
+        raise ValueError(f"reference {r!r} is not one of {list(fns)}")
+    partners = set(refs.values()) - set(refs)
     inner = {k: _inner(fn, min_time) for k, fn in fns.items()}
     samples: dict[str, list[float]] = {k: [] for k in fns}
-    ratios: dict[str, list[float]] = {k: [] for k in fns if k != reference}
+    ratios: dict[str, list[float]] = {k: [] for k in refs}
     for _ in range(repeats):
         for k, fn in fns.items():
-            if reference is not None and k != reference:
-                t_ref = _timed(fns[reference], inner[reference], now)
-                samples[reference].append(t_ref)
+            if k in partners and k not in refs:
+                continue  # timed right before each key it is the reference of
+            if k in refs:
+                ref = refs[k]
+                t_ref = _timed(fns[ref], inner[ref], now)
+                samples[ref].append(t_ref)
                 t = _timed(fn, inner[k], now)
                 ratios[k].append(t / t_ref)
             else:
@@ -220,11 +270,10 @@ def paired_times(fns: dict[str, Callable[[], Any]], repeats: int = 7, min_time: 
             samples[k].append(t)
     best = {k: float(np.min(v)) for k, v in samples.items()}
     spread = {k: float(np.median(v) / np.min(v) - 1) for k, v in samples.items()}
-    if reference is not None:
-        for k, r in ratios.items():
-            q1, med, q3 = np.percentile(r, [25, 50, 75])
-            best[f"{k}/{reference}"] = float(med)
-            spread[f"{k}/{reference}"] = float((q3 - q1) / 2 / med)
+    for k, r in ratios.items():
+        q1, med, q3 = np.percentile(r, [25, 50, 75])
+        best[f"{k}/{refs[k]}"] = float(med)
+        spread[f"{k}/{refs[k]}"] = float((q3 - q1) / 2 / med)
     return best, spread
 
 
@@ -307,33 +356,44 @@ def peak_extra_bytes(fn: Callable[[], Any]) -> float:
         return float("nan")
 
 
-def _step_fns(name: str, size: int, dtype: str) -> dict[str, Callable[[], Any]]:
+def _steps(name: str, size: int, dtype: str
+           ) -> dict[str, tuple[Callable[[], Any], Callable[[], Any] | None]]:
+    """Each implementation's step of one ``size``-element tensor after a warm-up step, with the
+    ceiling kernel over that implementation's own parameter, gradient and state
+    (:func:`own_ceiling`)."""
     import torch
 
     hyper = BENCH_HYPER[name]
     rng = np.random.default_rng(0)
-    fns: dict[str, Callable[[], Any]] = {}
+    out: dict[str, tuple[Callable[[], Any], Callable[[], Any] | None]] = {}
     for backend in ("numba", "numpy"):
         rule = optim.get(name, backend=backend, **hyper)
         p = [rng.standard_normal(size).astype(dtype)]
         g = [(rng.standard_normal(size) * 1e-3).astype(dtype)]
         st = rule.init(p)
         rule.step(p, g, st)
-        fns[backend] = lambda rule=rule, p=p, g=g, st=st: rule.step(p, g, st)
+        out[backend] = (lambda rule=rule, p=p, g=g, st=st: rule.step(p, g, st),
+                        own_ceiling(g[0], [p[0], *_full_size(st[0], size)]))
     rule = optim.get(name, backend="torch", **hyper)
     tp = [torch.randn(size, dtype=getattr(torch, dtype))]
     tg = [torch.randn(size, dtype=getattr(torch, dtype)) * 1e-3]
     tst = rule.init(tp)
     rule.step(tp, tg, tst)
-    fns["torch-backend"] = lambda: rule.step(tp, tg, tst)
+    out["torch-backend"] = (lambda: rule.step(tp, tg, tst),
+                            own_ceiling(tg[0], [tp[0], *_full_size(tst[0], size)]))
     spec = optim.get_spec(name)
     for impl in spec.torch_impls():
         param = torch.nn.Parameter(torch.randn(size, dtype=getattr(torch, dtype)))
         param.grad = torch.randn(size, dtype=getattr(torch, dtype)) * 1e-3
         opt = spec.torch_optimizer([param], impl, **hyper)
         opt.step()
-        fns[f"torch.optim-{impl}"] = opt.step
-    return fns
+        out[f"torch.optim-{impl}"] = (opt.step, own_ceiling(
+            param.grad, [param, *_full_size(opt.state[param], size)]))
+    return out
+
+
+def _step_fns(name: str, size: int, dtype: str) -> dict[str, Callable[[], Any]]:
+    return {k: fn for k, (fn, _) in _steps(name, size, dtype).items()}
 
 
 def subject_step(subject: Any, size: int, dtype: str = "float32", **hyper: Any
@@ -361,7 +421,8 @@ def subject_step(subject: Any, size: int, dtype: str = "float32", **hyper: Any
                       if isinstance(v, torch.Tensor))
     p_bytes = size * param.element_size()
     return opt.step, {"bytes": 3 * p_bytes + 2 * state_bytes, "state_bytes": state_bytes,
-                      "state_bytes_per_param_byte": state_bytes / p_bytes}
+                      "state_bytes_per_param_byte": state_bytes / p_bytes,
+                      "ceiling": own_ceiling(param.grad, [param, *_full_size(state, size)])}
 
 
 def torch_reference_step(reference: str, size: int, dtype: str = "float32", impl: str | None = None,
@@ -401,17 +462,27 @@ def subject_rows(subject: Any, size: int, dtype: str, repeats: int, threads: Seq
     sub = resolve(subject)
     step, info = subject_step(sub, size, dtype)
     impl = f"user:{sub.import_path or sub.name}"
-    refs: dict[str, Callable[[], Any]] = {}
+    fns: dict[str, Callable[[], Any]] = {impl: step}
+    ceilings = {f"ceiling:{impl}": info["ceiling"]} if info["ceiling"] else {}
     if sub.reference is not None:
-        refs = {k: f for k, f in _step_fns(sub.reference, size, dtype).items()
-                if k.startswith("torch.optim")}
+        for k, (f, c) in _steps(sub.reference, size, dtype).items():
+            if k.startswith("torch.optim"):
+                fns[k] = f
+                if c is not None:
+                    ceilings[f"ceiling:{k}"] = c
+    pairs = {k: f"ceiling:{k}" for k in fns if f"ceiling:{k}" in ceilings}
     rows, steps = [], {}
     for t in threads:
         got = set_threads(t)
         bw = triad_bandwidth(size, dtype, 3)
-        best, spread = paired_times({**refs, impl: step}, repeats, clock=clock_for(t))
+        best, spread = paired_times({**ceilings, **fns}, repeats, reference=pairs,
+                                    clock=clock_for(t))
         tm = best[impl]
-        best_torch = min((v for k, v in best.items() if k != impl), default=np.nan)
+        best_torch = min((v for k, v in best.items() if k in fns and k != impl),
+                         default=np.nan)
+        frac = {k: 1 / best[f"{k}/{c}"] for k, c in pairs.items()}
+        torch_frac = max((v for k, v in frac.items() if k != impl), default=np.nan)
+        c = pairs.get(impl)
         rows.append({"optimizer": sub.name, "config": sub.describe()["hyper"],
                      "implementation": impl, "dtype": dtype, "size": size, "threads": t,
                      "clock": clock_for(t), "seconds": tm, "spread": spread[impl],
@@ -420,7 +491,13 @@ def subject_rows(subject: Any, size: int, dtype: str, repeats: int, threads: Seq
                      "triad_stream_GB_per_s": bw["triad_stream"] / 1e9,
                      "update_GB_per_s": bw["update"] / 1e9,
                      "fraction_of_triad": info["bytes"] / tm / bw["triad"],
-                     "speedup_vs_best_torch": best_torch / tm, "reference": sub.reference or "",
+                     "ceiling_GB_per_s": info["bytes"] / best[c] / 1e9 if c else np.nan,
+                     "ceiling_spread": spread[c] if c else np.nan,
+                     "fraction_of_ceiling": frac.get(impl, np.nan),
+                     "fraction_spread": spread[f"{impl}/{c}"] if c else np.nan,
+                     "speedup_vs_best_torch": best_torch / tm,
+                     "speedup_vs_best_torch_per_ceiling": frac.get(impl, np.nan) / torch_frac,
+                     "reference": sub.reference or "",
                      "state_bytes_per_param_byte": info["state_bytes_per_param_byte"], **got})
         steps[t] = step
     return rows, steps
@@ -462,38 +539,44 @@ def roofline(size: int = 1 << 23, threads: int | Sequence[int] = 1, dtype: str =
         hyper = BENCH_HYPER[name]
         bpe = bytes_per_element(name, hyper, itemsize)
         nbytes = bpe * size
-        n_rw = (bpe // itemsize - 1) // 2
-        fns = _step_fns(name, size, dtype)
-        refs = {"ceiling": ceiling_kernel(n_rw, size, dtype)}
+        steps = _steps(name, size, dtype)
+        fns = {k: fn for k, (fn, _) in steps.items()}
+        ceilings = {f"ceiling:{k}": c for k, (_, c) in steps.items() if c is not None}
+        pairs = {k: f"ceiling:{k}" for k in fns if f"ceiling:{k}" in ceilings}
         for t in counts:
             got = set_threads(t)
             bw = triad_bandwidth(size, dtype, 3)
-            best, spread = paired_times({**refs, **fns}, repeats, reference="ceiling",
+            best, spread = paired_times({**ceilings, **fns}, repeats, reference=pairs,
                                         clock=clock_for(t))
             after = thread_counts()
             if after != got:
                 raise RuntimeError(f"thread counts changed during the measurement: set {got}, "
                                    f"now {after}; the timings are not for {t} thread(s)")
-            ceiling = nbytes / best["ceiling"]
+            # median of per-round ratios to the implementation's own ceiling timed just before
+            frac = {k: 1 / best[f"{k}/{c}"] for k, c in pairs.items()}
             best_torch = min(v for k, v in best.items() if k.startswith("torch.optim"))
+            best_torch_frac = max((v for k, v in frac.items() if k.startswith("torch.optim")),
+                                  default=np.nan)
             for impl in fns:
                 tm = best[impl]
+                c = pairs.get(impl)
                 rows.append({"optimizer": name, "config": _config(hyper),
                              "implementation": impl, "dtype": dtype, "size": size,
                              "threads": t, "clock": clock_for(t), "seconds": tm,
                              "spread": spread[impl],
                              "bytes": nbytes, "GB_per_s": nbytes / tm / 1e9,
-                             "ceiling_GB_per_s": ceiling / 1e9,
-                             "ceiling_spread": spread["ceiling"],
-                             # median of per-round ratios to the ceiling timed just before
-                             "fraction_of_ceiling": 1 / best[f"{impl}/ceiling"],
-                             "fraction_spread": spread[f"{impl}/ceiling"],
+                             "ceiling_GB_per_s": nbytes / best[c] / 1e9 if c else np.nan,
+                             "ceiling_spread": spread[c] if c else np.nan,
+                             "fraction_of_ceiling": frac.get(impl, np.nan),
+                             "fraction_spread": spread[f"{impl}/{c}"] if c else np.nan,
                              "triad_GB_per_s": bw["triad"] / 1e9,
                              "triad_stream_GB_per_s": bw["triad_stream"] / 1e9,
                              "update_GB_per_s": bw["update"] / 1e9,
                              "fraction_of_triad": nbytes / tm / bw["triad"],
-                             "speedup_vs_best_torch": best_torch / tm, **got})
-        del fns, refs
+                             "speedup_vs_best_torch": best_torch / tm,
+                             "speedup_vs_best_torch_per_ceiling":
+                                 frac.get(impl, np.nan) / best_torch_frac, **got})
+        del steps, fns, ceilings
     user_steps = {}
     for subject in subjects:
         urows, ustep = subject_rows(subject, size, dtype, repeats, counts)
@@ -562,7 +645,8 @@ def compute_bound(optimizers: Sequence[str] = tuple(BENCH_HYPER), threads: int =
                 # ~0.2 ns per element at 2**18 elements
                 fns[size] = (lambda f=K.RULES[name], p=p[0], g=g[0], st=st[0], h=rule.hyper:
                              f(p, g, st, **h))
-            ceil = ceiling_kernel((bpe // itemsize - 1) // 2, large, dtype)
+            ceil = own_ceiling(g[0], [p[0], *_full_size(st[0], large)]) or ceiling_kernel(
+                (bpe // itemsize - 1) // 2, large, dtype)
             best, spread = paired_times({"ceiling": ceil, "small": fns[small],
                                          "large": fns[large]}, repeats, reference="ceiling",
                                         clock=clock_for(threads))

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from suite import bench, optim
@@ -193,3 +194,76 @@ def test_paired_ratio_of_twice_the_work_is_two():
         bench.paired_times({"once": a.sum}, reference="x")
     with pytest.raises(ValueError, match="clock must be one of"):
         bench.paired_times({"once": a.sum}, clock="sundial")
+
+
+def test_own_ceiling_streams_the_given_arrays_and_leaves_them_as_they_are():
+    """The ceiling runs over an implementation's own arrays (tensors viewed, not copied): a
+    finite gradient leaves every value bit for bit; a NaN in the gradient reaches every array
+    at that index only (so each array is read and written, and nothing else is)."""
+    import torch
+
+    rng = np.random.default_rng(3)
+    g = rng.standard_normal(64).astype(np.float32)
+    p = torch.from_numpy(rng.standard_normal(64).astype(np.float32))
+    m, v = (rng.standard_normal(64).astype(np.float32) for _ in range(2))
+    before = [p.clone().numpy(), m.copy(), v.copy()]
+    run = bench.own_ceiling(g, [p, m, v])
+    run()
+    for a, b in zip([p.numpy(), m, v], before, strict=True):
+        np.testing.assert_array_equal(a, b)
+    g[5] = np.nan
+    run()
+    for a in (p.numpy(), m, v):
+        assert np.isnan(a[5])
+        assert np.isfinite(np.delete(a, 5)).all()
+    assert bench.own_ceiling(g, [p, m[:10]]) is None  # sizes differ
+    assert bench.own_ceiling(g, [m.astype(np.float64)]) is None  # dtypes differ
+    assert bench.own_ceiling(g, [m] * 5) is None  # more than four arrays
+
+
+def test_paired_times_pairs_each_key_with_its_own_reference():
+    """With a mapping, each key's ratio is against its own reference: summing an array twice
+    is twice its own reference (one sum of the same array) for a long and a 8x shorter array;
+    swapped references would read 16 and 0.25."""
+    a = np.ones(1 << 20)
+    b = np.ones(1 << 17)
+    best, _ = bench.paired_times(
+        {"ref_a": a.sum, "ref_b": b.sum, "twice_a": lambda: (a.sum(), a.sum()),
+         "twice_b": lambda: (b.sum(), b.sum())},
+        repeats=9, min_time=0.005, reference={"twice_a": "ref_a", "twice_b": "ref_b"},
+        clock="cpu")
+    assert 1.4 < best["twice_a/ref_a"] < 2.8, best
+    assert 1.4 < best["twice_b/ref_b"] < 2.8, best
+    with pytest.raises(ValueError, match="reference 'nope' is not one of"):
+        bench.paired_times({"a": a.sum}, reference={"a": "nope"})
+
+
+def test_roofline_pairs_each_implementation_with_a_ceiling_on_its_own_arrays():
+    frame = bench.roofline(size=1 << 16, threads=[1], optimizers=["adam"], repeats=3)
+    # every implementation has its own ceiling (a column that varies by implementation) ...
+    assert frame["ceiling_GB_per_s"].notna().all()
+    assert frame["ceiling_GB_per_s"].nunique() > 1
+    # ... and the per-ceiling speedup of torch.optim's best (by fraction) is exactly 1
+    torch_rows = frame[frame.implementation.str.startswith("torch.optim")]
+    best = torch_rows.loc[torch_rows["fraction_of_ceiling"].idxmax()]
+    assert best["speedup_vs_best_torch_per_ceiling"] == pytest.approx(1.0)
+    numba = frame[frame.implementation == "numba"].iloc[0]
+    assert numba["speedup_vs_best_torch_per_ceiling"] == pytest.approx(
+        numba["fraction_of_ceiling"] / best["fraction_of_ceiling"])
+
+
+def test_thread_sweep_table_keeps_each_implementations_own_ceiling():
+    """Hand-made roofline rows: the table shows ms (seconds x 1000), GB/s and, per
+    implementation, the ceiling measured on its own arrays (not one ceiling for all)."""
+    from suite.report import figures as F
+
+    roof = pd.DataFrame({
+        "optimizer": ["adam"] * 4, "threads": [1, 1, 2, 2],
+        "implementation": ["numba", "torch.optim-fused"] * 2,
+        "seconds": [0.004, 0.008, 0.002, 0.005], "GB_per_s": [50.0, 25.0, 100.0, 40.0],
+        "ceiling_GB_per_s": [51.0, 30.0, 101.0, 45.0]})
+    t = F.thread_sweep_table(roof).set_index("threads")
+    assert t.loc[1, "numba ms"] == pytest.approx(4.0)
+    assert t.loc[2, "torch.optim-fused GB/s"] == 40.0
+    assert t.loc[1, "numba ceiling GB/s"] == 51.0
+    assert t.loc[2, "torch.optim-fused ceiling GB/s"] == 45.0

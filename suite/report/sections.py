@@ -196,7 +196,8 @@ def speed_section(frames: Frames) -> Content | str:
         out.append(_img(F.roofline_bars(one_t), "roofline bars"))
         cols = ["optimizer", "config", "implementation", "threads", "seconds", "spread",
                 "GB_per_s", "fraction_of_ceiling", "fraction_spread", "fraction_of_triad",
-                "speedup_vs_best_torch", "temporaries", "torch_threads", "numba_threads"]
+                "speedup_vs_best_torch", "speedup_vs_best_torch_per_ceiling", "temporaries",
+                "torch_threads", "numba_threads"]
         out.append(table(r[[c for c in cols if c in r]], 200,
                          summary="Time, bandwidth and temporaries per optimizer and "
                                  "implementation"))
