@@ -36,12 +36,18 @@ MODULES: dict[str, list[str]] = {
     "suite/optim/spec.py": ["tests/test_optim_spec.py", "tests/test_metrics_truth.py"],
     "suite/studies/gradstats.py": ["tests/test_gradstats.py", "tests/test_metrics_truth.py"],
     "suite/studies/convergence.py": ["tests/test_convergence.py",
-                                     "tests/test_convergence_outputs.py"],
+                                     "tests/test_convergence_outputs.py",
+                                     "tests/test_convergence_subjects.py",
+                                     "tests/test_convergence_metrics.py"],
     "suite/activations/__init__.py": ["tests/test_activations_losses.py",
                                       "tests/test_metrics_truth.py"],
     "suite/conformance/optimizers.py": ["tests/test_conformance.py", "tests/test_pinned.py"],
     "suite/optim/crossval.py": ["tests/test_optim_crossval.py", "tests/test_pinned.py"],
     "suite/report/sections.py": ["tests/test_report_values.py"],
+    "suite/report/tables.py": ["tests/test_report_values.py", "tests/test_report_summary.py"],
+    "suite/report/summary.py": ["tests/test_report_summary.py"],
+    "suite/activations/accuracy.py": ["tests/test_activation_accuracy.py"],
+    "suite/conformance/activations.py": ["tests/test_conformance_activations.py"],
 }
 
 
@@ -67,6 +73,7 @@ def _prepare(module: str, tests: list[str], work: Path) -> None:
 # mutmut's exit codes per mutant (mutmut/stats.py); "no tests" (no test reaches the mutated
 # function) counts as a survivor: it is a gap in the tests like any other
 _STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no_tests", 33: "no_tests",
+           # -15: SIGTERM, e.g. OpenMP ending a forked child: neither killed nor survived
            34: "skipped", 36: "timeout", -24: "timeout", 24: "timeout", 152: "timeout",
            255: "timeout", None: "not_checked"}
 
@@ -87,7 +94,12 @@ def run_module(module: str, budget: float, jobs: int, out: Path) -> dict[str, ob
     name = module.removeprefix("suite/").removesuffix(".py").replace("/", ".")
     work = out / name
     _prepare(module, MODULES[module], work)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    # mutmut forks a child per mutant from a parent that has run Numba's parallel kernels:
+    # the default OpenMP threading layer then ends the child with SIGTERM ("fork() called
+    # from a process already using GNU OpenMP"), whatever the tests say; workqueue survives
+    # fork
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1", "MPLBACKEND": "Agg",
+           "NUMBA_THREADING_LAYER": "workqueue"}
     mutmut = str(Path(sys.executable).parent / "mutmut")
     t0 = time.monotonic()
     with (work / "mutmut.log").open("w", encoding="utf-8") as log:

@@ -198,3 +198,48 @@ def test_comparison_counts_changed_first_hits():
                       "steps_to_target_1e-04": [5, np.nan, 7, 5, 9, np.nan]})
     html = page(S.comparison_section, {"convergence": c})
     assert "3 compared at equal settings, <b>2 changed</b>" in html
+
+
+# ---- the table and figure blocks themselves -----------------------------------------------
+
+def test_table_block_values_folding_and_cuts():
+    from suite.report import tables as T
+
+    df = pd.DataFrame({"run": "r1", "name": ["a<b>", "b", "c", "d", "e"],
+                       "x": [0.0123456, 12345.678, np.nan, 1.0, 2.5e-7]})
+    html = T.table(df, max_rows=3, fold_rows=2)
+    (t,) = tables(html)
+    assert list(t.columns) == ["name", "x"]              # one run: its column is dropped
+    assert list(t["x"]) == ["0.0123", "1.23e+04", "-"]   # 3 significant digits, NaN as '-'
+    assert t["name"][0] == "a<b>"                        # escaped in the HTML, text intact
+    assert "a&lt;b&gt;" in html
+    assert "(2 more rows in the run's files)" in html
+    assert html.startswith("<details><summary>The table <span class='muted'>(5 rows; click "
+                           "to show)</span></summary>")
+    assert html.endswith("</details>")
+    # two runs keep the column; at the limits nothing is folded or cut
+    two = df.assign(run=["r1", "r2", "r1", "r2", "r1"]).head(3)
+    html = T.table(two, max_rows=3, fold_rows=3, summary="Mine")
+    (t,) = tables(html)
+    assert list(t.columns) == ["run", "name", "x"]
+    assert len(t) == 3
+    assert "<details" not in html
+    assert "more rows" not in html
+    html = T.table(two, max_rows=3, fold_rows=2, summary="Mine")
+    assert "<summary>Mine <span class='muted'>(3 rows; click to show)</span></summary>" in html
+    assert T.table(df.head(2)).startswith('<div class="table"><table')
+    assert len(tables(T.table(pd.DataFrame({"v": range(100)})))[0]) == 60   # default cut
+
+
+def test_details_and_figure_blocks():
+    from suite.report import tables as T
+
+    assert T.details("S", "<p>c</p>") == "<details><summary>S</summary><p>c</p></details>"
+    assert T.details("S", "c", open_=True) == "<details open><summary>S</summary>c</details>"
+    fig = T.figure("data:image/png;base64,AAAA", 'a "b" <c>', caption="x < y")
+    assert fig == ('<figure><img alt="a &quot;b&quot; &lt;c&gt;" '
+                   'src="data:image/png;base64,AAAA"><figcaption>x &lt; y</figcaption></figure>')
+    assert T.figure("u", "alt") == '<figure><img alt="alt" src="u"></figure>'
+    assert T.esc("<&>") == "&lt;&amp;&gt;"
+    assert "<details" in T.table(pd.DataFrame({"v": range(16)}))
+    assert "<details" not in T.table(pd.DataFrame({"v": range(15)}))
