@@ -37,6 +37,20 @@ def _threads():
     return set_threads(1)
 
 
+def _pin_threads(threads):
+    """Set torch's and Numba's threads to "1" or "all" (every core Numba may use), checked;
+    skip "all" where it would repeat "1". Returns the counts torch and Numba report."""
+    from suite.bench import sweep_threads
+
+    n = 1 if threads == "1" else sweep_threads()[-1]
+    if threads == "all" and n == 1:
+        pytest.skip("Numba may use one thread here (NUMBA_NUM_THREADS=1 or one core): "
+                    "'all' would repeat '1'")
+    got = set_threads(n)
+    assert got == {"torch_threads": n, "numba_threads": n}
+    return got
+
+
 def _np64(a):
     return (a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)).astype(
         np.float64)
@@ -125,14 +139,8 @@ def test_optimizer_step(benchmark, name, size, impl):
 def test_optimizer_step_threads(benchmark, name, threads, impl):
     """One step on 2**22 float32 elements (beyond the caches) at one thread and at every core
     Numba may use (run with NUMBA_NUM_THREADS unset or = the cores to measure "all")."""
-    from suite.bench import sweep_threads
-
-    n = 1 if threads == "1" else sweep_threads()[-1]
-    if threads == "all" and n == 1:
-        pytest.skip("Numba may use one thread here (NUMBA_NUM_THREADS=1 or one core): "
-                    "'all' would repeat '1'")
-    got = set_threads(n)
-    assert got == {"torch_threads": n, "numba_threads": n}
+    got = _pin_threads(threads)
+    n = got["numba_threads"]
     shapes = [(1 << 22,)]
     if impl.startswith("torch.optim-"):
         fn = _torch(name, impl.split("-", 1)[1], shapes)
@@ -308,15 +316,10 @@ def test_convergence_basin_map_threads(benchmark, impl, threads):
     for Numba and torch (``python -m suite.studies.convergence_speed`` for the full size)."""
     import pandas as pd
 
-    from suite.bench import sweep_threads
     from suite.studies import convergence_speed as S
 
-    n = 1 if threads == "1" else sweep_threads()[-1]
-    if threads == "all" and n == 1:
-        pytest.skip("Numba may use one thread here (NUMBA_NUM_THREADS=1 or one core): "
-                    "'all' would repeat '1'")
-    got = set_threads(n)
-    assert got == {"torch_threads": n, "numba_threads": n}
+    got = _pin_threads(threads)
+    n = got["numba_threads"]
     fn = S.basin_map_call(impl, grid=100, steps=200)
     out = fn()  # compiles (numba); verified once before timing
     if impl == "torch-batched":
