@@ -322,9 +322,11 @@ def exp32(x):  # pragma: no cover - compiled
     kf, hi, lo = _reduce32(_clamp32(x, _EXP_LO_F, _EXP_HI_F))
     r = hi - lo
     p = _ONE_F + (r + (((hi - r) - lo) + _expm1_poly32(r)))
-    k = np.int64(kf)
-    k1 = k >> 1
-    y = (p * _pow2_32(k1)) * _pow2_32(k - k1)
+    # int32 exponents (cast back after each operation: numba widens int32 arithmetic to int64,
+    # and int64 lanes would halve the vector width of this part)
+    k = np.int32(kf)
+    k1 = np.int32(k >> 1)
+    y = (p * _pow2_32(k1)) * _pow2_32(np.int32(k - k1))
     return y if x == x else x  # noqa: PLR0124 - NaN
 
 
@@ -335,12 +337,12 @@ def expm1_32(x):  # pragma: no cover - compiled
     r = hi - lo
     cp = ((hi - r) - lo) + _expm1_poly32(r)
     em = r + cp
-    k = np.int64(kf)
+    k = np.int32(kf)
     t = _pow2_32(min(k, 100))
     y = _fma(t, cp, _fma(t, r, t - _ONE_F))  # t - 1 exact for k <= 23
     y = _fma(t, cp - _pow2_32(-min(k, 100)), _fma(t, r, t)) if k > 23 else y
-    k1 = k >> 1
-    big = ((_ONE_F + em) * _pow2_32(k1)) * _pow2_32(k - k1)
+    k1 = np.int32(k >> 1)
+    big = ((_ONE_F + em) * _pow2_32(k1)) * _pow2_32(np.int32(k - k1))
     y = big if k > 100 else y
     return x if not abs(x) >= _TINY_F else y  # NaN, ±0, |x| < 2^-25
 
