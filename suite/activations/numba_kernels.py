@@ -71,11 +71,11 @@ def _by_dtype(f32: Any, f64: Any) -> Any:
     ``f64`` on a float64 one (chosen when numba types the call, inlined). float32 kernels
     compute in float32 where their error analysis allows it (twice the SIMD lanes of
     float64); the float64 kernels below serve float64 inputs."""
-    def stub(x):  # noqa: ANN001, ANN202  # pragma: no cover - compiled code calls the overload
+    def stub(x):  # pragma: no cover - compiled code calls the overload
         raise NotImplementedError("compiled code only")
 
     @overload(stub, inline="always")
-    def _typed(x):  # noqa: ANN001, ANN202 - numba compares the signature with the stub's
+    def _typed(x):  # the same signature as the stub (numba compares them)
         if x == types.float32:
             return lambda x: f32(x)
         if x == types.float64:
@@ -88,26 +88,56 @@ def _by_dtype(f32: Any, f64: Any) -> Any:
 _F1 = np.float32(1.0)
 
 
+_TWO_M64_F = vecmath._TWO_M64_F
+
+
 @njit(cache=True, inline="always")
-def _sig_both32(x):  # pragma: no cover - compiled
-    """(σ(x), σ'(x)) in float32 arithmetic. e = exp(-|x|) (vecmath.exp32, < 0.9 ulp);
-    1 + e = d + dl exactly (fast two-sum, 1 >= e); one division r0 = 1 / d, then a Newton
-    step each for r = 1 / (1 + e) and q = e / (1 + e) that takes dl and r0's rounding out
-    (both nearly correctly rounded); σ = r or q by the sign, σ' = q r. Measured on every
-    61st float32 (tests/test_activation_accuracy.py): σ <= 1.5 ulp, σ' <= 1.6 ulp + κ."""
-    e = vecmath.exp32(-abs(x))
+def _sig_parts32(x):  # pragma: no cover - compiled
+    """(r, qs) = (1 / (1 + e), 2^64 e / (1 + e)), e = exp(-|x|), in float32 arithmetic: σ(|x|)
+    and σ(-|x|) · 2^64 (scaled so that it stays normal, with all its digits, where σ(-|x|)
+    is subnormal: products with it round once when scaled back). es = 2^64 e from
+    vecmath.exp32_scaled (< 0.9 ulp); 1 + e = d + dl exactly (fast two-sum, 1 >= e); one
+    division r0 = 1 / d, then one Newton step each that takes dl and r0's rounding out (both
+    nearly correctly rounded)."""
+    es = vecmath.exp32_scaled(-abs(x))
+    e = es * _TWO_M64_F
     d = _F1 + e
     dl = (_F1 - d) + e
     r0 = _F1 / d
-    r = vecmath._fma(r0, vecmath._fma(-r0, d, _F1) - r0 * dl, r0)
-    q0 = e * r0
-    q = vecmath._fma(r0, vecmath._fma(-q0, d, e) - q0 * dl, q0)
-    return (r if x >= 0 else q), q * r
+    rc = r0 * (vecmath._fma(-r0, d, _F1) - r0 * dl)  # 1 / (1 + e) = r0 + rc (+ O(u²))
+    q0 = es * r0
+    qc = r0 * (vecmath._fma(-q0, d, es) - q0 * dl)  # 2^64 e / (1 + e) = q0 + qc (+ O(u²))
+    return r0 + rc, q0 + qc, (r0, rc, q0, qc)
 
 
-# Every formula works in float64 (float32 inputs are widened with np.float64 — numba types
-# float(x) of a float32 as float32 — and the result is rounded once),
-# with the same accurate forms as the NumPy/torch formulas of suite.activations.
+@njit(cache=True, inline="always")
+def _sig_both32(x):  # pragma: no cover - compiled
+    """(σ(x), σ'(x)) in float32 arithmetic: σ = r or q by the sign, σ' = q r (see
+    _sig_parts32). Accuracy table (tests/test_activation_accuracy.py): σ <= 1.0 ulp,
+    σ' <= 1.6 ulp + κ."""
+    r, qs, _ = _sig_parts32(x)
+    return (r if x >= 0 else qs * _TWO_M64_F), (qs * r) * _TWO_M64_F
+
+
+@njit(cache=True, inline="always")
+def _silu_both32(x):  # pragma: no cover - compiled
+    """(x σ(x), σ(x) (1 + x σ(-x))) in float32 arithmetic, from the unrounded parts of
+    σ(x) = s0 + sc and σ(-x) = n0 + nc (_sig_parts32). 1 + x σ(-x): x n0 = ph + pl
+    exactly, 1 + ph is exact for ph in [-4, -0.5] (elsewhere the sum does not cancel), so it
+    is rounded once; σ(x) times it in one fma (rounding σ(-x) and 1 + x σ(-x) separately
+    cost up to 2.7 ulp near x = -2.4, where κ is 0). Near silu''s zero only σ(-x)'s own
+    error is magnified, less than the condition number κ there: no Taylor series needed.
+    For x < 0, σ(x) is 2^64 σ(x) and the results are scaled back last (one rounding into
+    the subnormals for x < -87)."""
+    _, _, (r0, rc, q0, qc) = _sig_parts32(x)
+    pos = x >= 0
+    s0, sc = (r0, rc) if pos else (q0, qc)
+    n0, nc = (q0 * _TWO_M64_F, qc * _TWO_M64_F) if pos else (r0, rc)
+    scale = _F1 if pos else _TWO_M64_F
+    ph = x * n0
+    pl = vecmath._fma(x, n0, -ph)
+    t = (_F1 + ph) + vecmath._fma(x, nc, pl)
+    return (x * (s0 + sc)) * scale, vecmath._fma(s0, t, sc * t) * scale
 
 
 @njit(cache=True, inline="always")
@@ -401,20 +431,27 @@ def gelu_tanh_b(x, dy):  # pragma: no cover - compiled
 
 
 # silu
+@njit(cache=True, inline="always")
+def _silu_both64(x):  # pragma: no cover - compiled
+    return x * _sig(x), _silu_d(x)
+
+
+_silu_both = _by_dtype(_silu_both32, _silu_both64)
+
+
 @vectorize(_SIG1, **_OPTS)
 def silu_f(x):  # pragma: no cover - compiled
-    xd = np.float64(x)
-    return xd * _sig(xd)
+    return _silu_both(x)[0]
 
 
 @vectorize(_SIG1, **_OPTS)
 def silu_d(x):  # pragma: no cover - compiled
-    return _silu_d(np.float64(x))
+    return _silu_both(x)[1]
 
 
 @vectorize(_SIG2, **_OPTS)
 def silu_b(x, dy):  # pragma: no cover - compiled
-    return np.float64(dy) * _silu_d(np.float64(x))
+    return dy * _silu_both(x)[1]
 
 
 # softmax / log_softmax over the last axis of a 2-D C-contiguous array, in float64:
@@ -613,9 +650,9 @@ def gelu_tanh_fb(x, dy, y, dx):  # pragma: no cover - compiled
 @njit(**_FB_OPTS)
 def silu_fb(x, dy, y, dx):  # pragma: no cover - compiled
     for i in range(x.size):
-        xi = np.float64(x[i])
-        y[i] = xi * _sig(xi)
-        dx[i] = np.float64(dy[i]) * _silu_d(xi)
+        f, d = _silu_both(x[i])
+        y[i] = f
+        dx[i] = dy[i] * d
 
 
 @njit(cache=True, error_model="numpy")
