@@ -85,6 +85,22 @@ def _by_dtype(f32: Any, f64: Any) -> Any:
     return stub
 
 
+def _by_dtype2(f32: Any, f64: Any) -> Any:
+    """:func:`_by_dtype` for functions of (x, parameter): the dtype of x decides."""
+    def stub(x, p):  # pragma: no cover - compiled code calls the overload
+        raise NotImplementedError("compiled code only")
+
+    @overload(stub, inline="always")
+    def _typed(x, p):  # the same signature as the stub (numba compares them)
+        if x == types.float32:
+            return lambda x, p: f32(x, p)
+        if x == types.float64:
+            return lambda x, p: f64(x, p)
+        return None
+
+    return stub
+
+
 _F1 = np.float32(1.0)
 
 
@@ -107,7 +123,7 @@ def _sig_parts32(x):  # pragma: no cover - compiled
     rc = r0 * (vecmath._fma(-r0, d, _F1) - r0 * dl)  # 1 / (1 + e) = r0 + rc (+ O(u²))
     q0 = es * r0
     qc = r0 * (vecmath._fma(-q0, d, es) - q0 * dl)  # 2^64 e / (1 + e) = q0 + qc (+ O(u²))
-    return r0 + rc, q0 + qc, (r0, rc, q0, qc)
+    return r0 + rc, q0 + qc, (r0, rc, q0, qc), (e, d, dl)
 
 
 @njit(cache=True, inline="always")
@@ -115,7 +131,7 @@ def _sig_both32(x):  # pragma: no cover - compiled
     """(σ(x), σ'(x)) in float32 arithmetic: σ = r or q by the sign, σ' = q r (see
     _sig_parts32). Accuracy table (tests/test_activation_accuracy.py): σ <= 1.0 ulp,
     σ' <= 1.6 ulp + κ."""
-    r, qs, _ = _sig_parts32(x)
+    r, qs, _, _ = _sig_parts32(x)
     return (r if x >= 0 else qs * _TWO_M64_F), (qs * r) * _TWO_M64_F
 
 
@@ -129,7 +145,7 @@ def _silu_both32(x):  # pragma: no cover - compiled
     error is magnified, less than the condition number κ there: no Taylor series needed.
     For x < 0, σ(x) is 2^64 σ(x) and the results are scaled back last (one rounding into
     the subnormals for x < -87)."""
-    _, _, (r0, rc, q0, qc) = _sig_parts32(x)
+    _, _, (r0, rc, q0, qc), _ = _sig_parts32(x)
     pos = x >= 0
     s0, sc = (r0, rc) if pos else (q0, qc)
     n0, nc = (q0 * _TWO_M64_F, qc * _TWO_M64_F) if pos else (r0, rc)
@@ -262,6 +278,52 @@ def _softplus_body(x, beta):  # pragma: no cover - compiled
     return (max(bx, 0.0) + log1p(exp(-abs(bx)))) / beta
 
 
+@njit(cache=True, inline="always")
+def _softplus_both64(x, beta):  # pragma: no cover - compiled
+    return _softplus_body(x, beta), _sig(x * beta)
+
+
+_SQRT2_F = np.float32(1.41421356)
+_F0, _FHALF, _F2 = np.float32(0.0), np.float32(0.5), np.float32(2.0)
+
+
+@njit(cache=True, inline="always")
+def _log1p_unit32(e, d, dl, r0):  # pragma: no cover - compiled
+    """log(1 + e) for e in [0, 1] in float32 arithmetic, from _sig_parts32's 1 + e = d + dl
+    and r0 ~ 1 / d: vecmath.log1p_32's reduction and polynomial (musl's log1pf) with k in
+    {0, 1} and the correction dl / d taken as dl r0 (no second division); d - 1 and d / 2 - 1
+    are exact."""
+    big = d > _SQRT2_F
+    f = (d * _FHALF if big else d) - _F1
+    k = _F1 if big else _F0
+    c = dl * r0
+    hfsq = _FHALF * f * f
+    s = f / (_F2 + f)
+    z = s * s
+    w = z * z
+    t1 = w * vecmath._fma(w, vecmath._LGF[3], vecmath._LGF[1])
+    t2 = z * vecmath._fma(w, vecmath._LGF[2], vecmath._LGF[0])
+    return (s * (hfsq + (t2 + t1)) + vecmath._fma(k, vecmath._LN2_LO_LOG_F, c) - hfsq + f
+            + k * vecmath._LN2_HI_LOG_F)
+
+
+@njit(cache=True, inline="always")
+def _softplus_both32(x, beta):  # pragma: no cover - compiled
+    """(softplus(x), σ(βx)) for float32 x: βx (β as two float32 parts, rounded once),
+    log(1 + exp(-|βx|)) and σ(βx) in float32
+    (one exp and one division shared, _sig_parts32), max(βx, 0) + log1p rounded in
+    float32, then the division by β in float64 and one rounding (exact for β = 1)."""
+    b_hi = np.float32(beta)
+    bx = vecmath._fma(x, b_hi, x * np.float32(beta - np.float64(b_hi)))  # β split: one rounding
+    r, qs, (r0, _, _, _), (e, d, dl) = _sig_parts32(bx)
+    lp = _log1p_unit32(e, d, dl, r0)
+    y = (bx if bx > _F0 else _F0) + lp  # noqa: FURB136 - a select (NaN: lp carries it)
+    return np.float32(np.float64(y) * (1.0 / beta)), (r if bx >= _F0 else qs * _TWO_M64_F)
+
+
+_softplus_both = _by_dtype2(_softplus_both32, _softplus_both64)
+
+
 # sigmoid
 @vectorize(_SIG1, **_OPTS)
 def sigmoid_f(x):  # pragma: no cover - compiled
@@ -386,17 +448,17 @@ _SIG_P4 = ["float32(float32, float32, float32, float32, float64)",
 
 @vectorize(_SIG_P3, **_OPTS)
 def softplus_f(x, beta_t, threshold_t, beta):  # pragma: no cover - compiled
-    return x if x * beta_t > threshold_t else _softplus_body(np.float64(x), beta)
+    return x if x * beta_t > threshold_t else _softplus_both(x, beta)[0]
 
 
 @vectorize(_SIG_P3, **_OPTS)
 def softplus_d(x, beta_t, threshold_t, beta):  # pragma: no cover - compiled
-    return 1.0 if x * beta_t > threshold_t else _sig(np.float64(x) * beta)
+    return 1.0 if x * beta_t > threshold_t else _softplus_both(x, beta)[1]
 
 
 @vectorize(_SIG_P4, **_OPTS)
 def softplus_b(x, dy, beta_t, threshold_t, beta):  # pragma: no cover - compiled
-    return dy if x * beta_t > threshold_t else np.float64(dy) * _sig(np.float64(x) * beta)
+    return dy if x * beta_t > threshold_t else dy * _softplus_both(x, beta)[1]
 
 
 # gelu (exact) and gelu (tanh)
@@ -606,10 +668,9 @@ def softplus_fb(x, dy, y, dx, beta_t, threshold_t, beta):  # pragma: no cover - 
     for i in range(x.size):
         xi = x[i]
         dyi = dy[i]
-        xd = np.float64(xi)
         lin = xi * beta_t > threshold_t
-        yv = _softplus_body(xd, beta)
-        dv = np.float64(dyi) * _sig(xd * beta)
+        yv, sv = _softplus_both(xi, beta)
+        dv = dyi * sv
         # both evaluated, then selected (a branch would stop the loop vectorising)
         y[i] = xi if lin else yv
         dx[i] = dyi if lin else dv
