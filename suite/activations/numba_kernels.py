@@ -408,34 +408,78 @@ def _elu_d(x, alpha):  # pragma: no cover - compiled
     return v if x <= 0 else 1.0
 
 
+@njit(cache=True, inline="always")
+def _elu_both64(x, p):  # pragma: no cover - compiled
+    alpha, scale = p
+    return scale * _elu_f(x, alpha), scale * _elu_d(x, alpha)
+
+
+@njit(cache=True, inline="always")
+def _split32(c):  # pragma: no cover - compiled
+    """A float64 constant as hi + lo float32 parts: fma(hi, v, lo * v) is c v rounded once."""
+    hi = np.float32(c)
+    return hi, np.float32(c - np.float64(hi))
+
+
+@njit(cache=True, inline="always")
+def _elu_both32(x, p):  # pragma: no cover - compiled
+    """(scale elu(x, α), scale elu'(x, α)) for float32 x in float32 arithmetic: e^x - 1 and
+    e^x for x <= 0 from one reduction and polynomial (vecmath's expm1_32 and exp32, the
+    shared expressions written once), times scale α split in two float32 parts (rounded
+    once); x > 0: scale x the same way, scale itself for the derivative."""
+    alpha, scale = p
+    a_hi, a_lo = _split32(scale * alpha)
+    s_hi, s_lo = _split32(scale)
+    xn = min(x, _F0)
+    kf, hi, lo = vecmath._reduce32(vecmath._clamp32(xn, vecmath._EXP_LO_F, _F0))
+    r = hi - lo
+    cp = ((hi - r) - lo) + vecmath._expm1_poly32(r)
+    k = np.int32(kf)
+    t = vecmath._pow2_32(max(k, -30))  # k < -25: e^x - 1 rounds to -1 all the same
+    em1 = vecmath._fma(t, cp, vecmath._fma(t, r, t - _F1))
+    em1 = xn if not abs(xn) >= vecmath._TINY_F else em1  # -0.0, tiny x
+    k1 = np.int32(k >> 1)
+    ex = ((_F1 + (r + cp)) * vecmath._pow2_32(k1)) * vecmath._pow2_32(np.int32(k - k1))
+    ex = ex if xn >= vecmath._EXP_LO_F else _F0
+    f_neg = vecmath._fma(a_hi, em1, a_lo * em1)
+    d_neg = vecmath._fma(a_hi, ex, a_lo * ex)
+    f = vecmath._fma(s_hi, x, s_lo * x) if x > _F0 else f_neg
+    d = s_hi if x > _F0 else d_neg
+    return (x, x) if x != x else (f, d)  # noqa: PLR0124 - NaN propagates
+
+
+_elu_both = _by_dtype2(_elu_both32, _elu_both64)
+_SELU = (SELU_ALPHA, SELU_SCALE)
+
+
 @vectorize(_SIG_P1, **_OPTS)
 def elu_f(x, alpha):  # pragma: no cover - compiled
-    return _elu_f(np.float64(x), alpha)
+    return _elu_both(x, (alpha, 1.0))[0]
 
 
 @vectorize(_SIG_P1, **_OPTS)
 def elu_d(x, alpha):  # pragma: no cover - compiled
-    return _elu_d(np.float64(x), alpha)
+    return _elu_both(x, (alpha, 1.0))[1]
 
 
 @vectorize(_SIG_P2, **_OPTS)
 def elu_b(x, dy, alpha):  # pragma: no cover - compiled
-    return np.float64(dy) * _elu_d(np.float64(x), alpha)
+    return dy * _elu_both(x, (alpha, 1.0))[1]
 
 
 @vectorize(_SIG1, **_OPTS)
 def selu_f(x):  # pragma: no cover - compiled
-    return SELU_SCALE * _elu_f(np.float64(x), SELU_ALPHA)
+    return _elu_both(x, _SELU)[0]
 
 
 @vectorize(_SIG1, **_OPTS)
 def selu_d(x):  # pragma: no cover - compiled
-    return SELU_SCALE * _elu_d(np.float64(x), SELU_ALPHA)
+    return _elu_both(x, _SELU)[1]
 
 
 @vectorize(_SIG2, **_OPTS)
 def selu_b(x, dy):  # pragma: no cover - compiled
-    return np.float64(dy) * (SELU_SCALE * _elu_d(np.float64(x), SELU_ALPHA))
+    return dy * _elu_both(x, _SELU)[1]
 
 
 # softplus(beta, threshold): x itself where x * beta > threshold, compared in x's dtype as
@@ -687,17 +731,17 @@ def gelu_fb(x, dy, y, dx):  # pragma: no cover - compiled
 @njit(**_FB_OPTS)
 def elu_fb(x, dy, y, dx, alpha):  # pragma: no cover - compiled
     for i in range(x.size):
-        xi = np.float64(x[i])
-        y[i] = _elu_f(xi, alpha)
-        dx[i] = np.float64(dy[i]) * _elu_d(xi, alpha)
+        f, d = _elu_both(x[i], (alpha, 1.0))
+        y[i] = f
+        dx[i] = dy[i] * d
 
 
 @njit(**_FB_OPTS)
 def selu_fb(x, dy, y, dx):  # pragma: no cover - compiled
     for i in range(x.size):
-        xi = np.float64(x[i])
-        y[i] = SELU_SCALE * _elu_f(xi, SELU_ALPHA)
-        dx[i] = np.float64(dy[i]) * (SELU_SCALE * _elu_d(xi, SELU_ALPHA))
+        f, d = _elu_both(x[i], _SELU)
+        y[i] = f
+        dx[i] = dy[i] * d
 
 
 @njit(**_FB_OPTS)
