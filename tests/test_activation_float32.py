@@ -129,3 +129,25 @@ def test_tails_and_specials_of_silu() -> None:
     assert (err <= 1.0).all(), err
     assert (got[-3:] == 0).all()
     assert np.signbit(got[-3:]).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_contiguous_loops_equal_the_strided_ufuncs_bit_for_bit(dtype: type) -> None:
+    """Contiguous arrays go through plain (vectorised) loops, strided ones through the
+    ufuncs: the same scalar functions, so the same bits, specials included."""
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal(4001) * 8).astype(dtype)
+    x[:6] = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-40]
+    dy = rng.standard_normal(4001).astype(dtype)
+    xs, dys = np.repeat(x, 2)[::2], np.repeat(dy, 2)[::2]  # the same values, strided
+    assert not xs.flags.c_contiguous
+    for name, params in [("sigmoid", {}), ("silu", {}), ("tanh", {}), ("softplus", {}),
+                         ("softplus", {"beta": 0.3, "threshold": 5.0}), ("elu", {"alpha": 0.7}),
+                         ("selu", {})]:
+        act = A.get(name, backend="numba", **params)
+        with np.errstate(all="ignore"):
+            pairs = [(act.forward(x), act.forward(xs)), (act.derivative(x), act.derivative(xs)),
+                     (act.backward(x, dy), act.backward(xs, dys))]
+        for got, want in pairs:
+            assert got.dtype == want.dtype == dtype
+            assert np.array_equal(got.view(np.uint8), want.view(np.uint8)), (name, params)

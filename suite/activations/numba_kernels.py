@@ -794,6 +794,145 @@ def _softmax_fb_rows(x, dy, y, dx, log, exact):  # pragma: no cover - compiled
 _FUSED = {"sigmoid", "tanh", "relu", "leaky_relu", "softplus", "gelu", "silu", "elu", "selu"}
 
 
+# Separate forward, derivative and backward over contiguous arrays: the ufuncs' strided
+# element loops do not vectorise, so contiguous inputs go through plain loops over the same
+# scalar (x, p) -> (f, f') functions (the same bits: tests/test_activations_losses.py).
+@njit(cache=True, inline="always")
+def _sig_p(x, p):  # pragma: no cover - compiled
+    return _sig_both(x)
+
+
+@njit(cache=True, inline="always")
+def _silu_p(x, p):  # pragma: no cover - compiled
+    return _silu_both(x)
+
+
+@njit(cache=True, inline="always")
+def _tanh_p(x, p):  # pragma: no cover - compiled
+    xd = np.float64(x)
+    return _tanh_f(xd), _tanh_d(xd)
+
+
+@njit(cache=True, inline="always")
+def _softplus_p(x, p):  # pragma: no cover - compiled
+    beta_t, threshold_t, beta = p
+    f, d = _softplus_both(x, beta)
+    lin = x * beta_t > threshold_t
+    return (x if lin else f), (np.float64(1.0) if lin else np.float64(d))
+
+
+@njit(**_FB_OPTS)
+def _sigmoid_fwd(x, out, p):  # pragma: no cover - compiled
+    for i in range(x.size):
+        out[i] = _sig_p(x[i], p)[0]
+
+
+@njit(**_FB_OPTS)
+def _sigmoid_der(x, out, p):  # pragma: no cover - compiled
+    for i in range(x.size):
+        out[i] = _sig_p(x[i], p)[1]
+
+
+@njit(**_FB_OPTS)
+def _sigmoid_bwd(x, dy, out, p):  # pragma: no cover - compiled
+    for i in range(x.size):
+        out[i] = dy[i] * _sig_p(x[i], p)[1]
+
+
+@njit(**_FB_OPTS)
+def _silu_fwd(x, out, p):  # pragma: no cover - compiled
+    for i in range(x.size):
+        out[i] = _silu_p(x[i], p)[0]
+
+
+@njit(**_FB_OPTS)
+def _silu_der(x, out, p):  # pragma: no cover - compiled
+    for i in range(x.size):
+        out[i] = _silu_p(x[i], p)[1]
+
+
+@njit(**_FB_OPTS)
+def _silu_bwd(x, dy, out, p):  # pragma: no cover - compiled
+    for i in range(x.size):
+        out[i] = dy[i] * _silu_p(x[i], p)[1]
+
+
+@njit(**_FB_OPTS)
+def _tanh_fwd(x, out, p):  # pragma: no cover - compiled
+    for i in range(x.size):
+        out[i] = _tanh_p(x[i], p)[0]
+
+
+@njit(**_FB_OPTS)
+def _tanh_der(x, out, p):  # pragma: no cover - compiled
+    for i in range(x.size):
+        out[i] = _tanh_p(x[i], p)[1]
+
+
+@njit(**_FB_OPTS)
+def _tanh_bwd(x, dy, out, p):  # pragma: no cover - compiled
+    for i in range(x.size):
+        out[i] = dy[i] * _tanh_p(x[i], p)[1]
+
+
+@njit(**_FB_OPTS)
+def _softplus_fwd(x, out, p):  # pragma: no cover - compiled
+    for i in range(x.size):
+        out[i] = _softplus_p(x[i], p)[0]
+
+
+@njit(**_FB_OPTS)
+def _softplus_der(x, out, p):  # pragma: no cover - compiled
+    for i in range(x.size):
+        out[i] = _softplus_p(x[i], p)[1]
+
+
+@njit(**_FB_OPTS)
+def _softplus_bwd(x, dy, out, p):  # pragma: no cover - compiled
+    for i in range(x.size):
+        out[i] = dy[i] * _softplus_p(x[i], p)[1]
+
+
+@njit(**_FB_OPTS)
+def _elu_fwd(x, out, p):  # pragma: no cover - compiled
+    for i in range(x.size):
+        out[i] = _elu_both(x[i], p)[0]
+
+
+@njit(**_FB_OPTS)
+def _elu_der(x, out, p):  # pragma: no cover - compiled
+    for i in range(x.size):
+        out[i] = _elu_both(x[i], p)[1]
+
+
+@njit(**_FB_OPTS)
+def _elu_bwd(x, dy, out, p):  # pragma: no cover - compiled
+    for i in range(x.size):
+        out[i] = dy[i] * _elu_both(x[i], p)[1]
+
+
+# written out per function: loops made by a factory are closures, whose cache entries numba
+# keys by the pickled closure (a new key in every process: nothing was ever reused)
+_MAPS = {name: (globals()[f"_{key}_fwd"], globals()[f"_{key}_der"], globals()[f"_{key}_bwd"])
+         for name, key in (("sigmoid", "sigmoid"), ("silu", "silu"), ("tanh", "tanh"),
+                           ("softplus", "softplus"), ("elu", "elu"), ("selu", "elu"))}
+
+
+def _map_args(name: str, params: dict[str, Any], dtype: np.dtype) -> Any:
+    if name == "elu":
+        return (float(params["alpha"]), 1.0)
+    if name == "selu":
+        return _SELU
+    if name == "softplus":
+        return _extra(name, params, dtype)
+    return 0.0
+
+
+def _contiguous(x: np.ndarray, *more: np.ndarray) -> bool:
+    return x.ndim >= 1 and all(a.flags.c_contiguous and a.dtype == x.dtype
+                               for a in (x, *more)) and x.dtype in (np.float32, np.float64)
+
+
 def _rows(x: np.ndarray, dim: int) -> tuple[np.ndarray, Any]:
     moved = np.moveaxis(x, dim, -1)
     shape = moved.shape
@@ -824,10 +963,18 @@ def forward(name: str, x: np.ndarray, **params: Any) -> np.ndarray:
         out = np.empty_like(rows)
         _softmax_rows(rows, out, name == "log_softmax", x.dtype == np.float64)
         return np.ascontiguousarray(back(out))
+    if name in _MAPS and _contiguous(x):
+        out = np.empty_like(x)
+        _MAPS[name][0](x.reshape(-1), out.reshape(-1), _map_args(name, params, x.dtype))
+        return out
     return _ufuncs(name, params)[0](x, *_extra(name, params, x.dtype))
 
 
 def derivative(name: str, x: np.ndarray, **params: Any) -> np.ndarray:
+    if name in _MAPS and _contiguous(x):
+        out = np.empty_like(x)
+        _MAPS[name][1](x.reshape(-1), out.reshape(-1), _map_args(name, params, x.dtype))
+        return out
     return _ufuncs(name, params)[1](x, *_extra(name, params, x.dtype))
 
 
@@ -840,6 +987,11 @@ def backward(name: str, x: np.ndarray, dy: np.ndarray, **params: Any) -> np.ndar
         # dx overwrites it
         _softmax_fb_rows(rows, drows, out, out, name == "log_softmax", x.dtype == np.float64)
         return np.ascontiguousarray(back(out))
+    if name in _MAPS and _contiguous(x, dy):
+        out = np.empty_like(x)
+        _MAPS[name][2](x.reshape(-1), dy.reshape(-1), out.reshape(-1),
+                       _map_args(name, params, x.dtype))
+        return out
     return _ufuncs(name, params)[2](x, dy, *_extra(name, params, x.dtype))
 
 
