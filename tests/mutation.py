@@ -47,7 +47,8 @@ MODULES: dict[str, list[str]] = {
     "suite/report/tables.py": ["tests/test_report_values.py", "tests/test_report_summary.py"],
     "suite/report/summary.py": ["tests/test_report_summary.py"],
     "suite/activations/accuracy.py": ["tests/test_activation_accuracy.py"],
-    "suite/conformance/activations.py": ["tests/test_conformance_activations.py"],
+    "suite/conformance/activations.py": ["tests/test_conformance_activations.py",
+                                         "tests/test_conformance_activations_units.py"],
 }
 
 
