@@ -233,6 +233,13 @@ def test_parameters_each_kind_accepts():
             return x
 
     assert CA._param_names(Fn, "function", names) == ["alpha"]
+
+    class FnNoAlpha(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x
+
+    assert CA._param_names(FnNoAlpha, "function", names) == []
     assert CA._param_names(torch.nn.ELU, "module_class", names) == ["alpha"]
 
     class TakesAlpha(torch.nn.Module):
@@ -336,3 +343,13 @@ def test_regions_split_the_grid_and_every_cell_has_its_columns():
     assert list(fwd["region"]) == [name for name, *_ in CA.REGIONS]
     assert r.frame["error"].isna().all()
     assert {"max_ulp", "kappa", "torch_excess", "nonfinite", "false_zeros"} <= set(r.frame)
+
+
+def test_a_function_that_raises_is_reported_for_every_dtype():
+    def broken(x):
+        raise RuntimeError("no kernel")
+
+    r = check_activation(broken, reference="tanh", points=10)
+    assert list(r.frame["dtype"]) == ["float64", "float32"]
+    assert r.failures == ["defaults float64: raised RuntimeError: no kernel",
+                          "defaults float32: raised RuntimeError: no kernel"]
