@@ -74,3 +74,14 @@ def test_fixed_point_passes_the_activation_parameters():
     assert G.fixed_point("leaky_relu", 2.0, iters=3, negative_slope=0.5) == pytest.approx(
         1.25**3, rel=1e-8)
     assert G.fixed_point("leaky_relu", 2.0, iters=3) == pytest.approx(1.0001**3, rel=1e-8)
+
+
+def test_run_passes_the_activation_parameters_to_the_network():
+    """leaky_relu with slope 1 is the identity: each hidden layer's activation statistics
+    are its pre-activation's (with the default slope 0.01 they are not)."""
+    f = G.run("leaky_relu", "he_normal", 3, 8, 16, backend="numpy", negative_slope=1.0)
+    hidden = f[f.layer < 3]
+    np.testing.assert_allclose(hidden["act_mean"], hidden["preact_mean"], rtol=1e-12)
+    np.testing.assert_allclose(hidden["act_std"], hidden["preact_std"], rtol=1e-12)
+    d = G.run("leaky_relu", "he_normal", 3, 8, 16, backend="numpy")
+    assert not np.allclose(d[d.layer < 3]["act_std"], d[d.layer < 3]["preact_std"])
