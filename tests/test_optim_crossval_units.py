@@ -59,3 +59,22 @@ def test_centred_condition_reads_every_centred_entry_whatever_the_order():
                              "square_avg[0]": np.full((2, 1), 9.0),     # not centred
                              "square_avg[1]": v, "grad_avg[1]": ga}, steps=1)
     np.testing.assert_allclose(crossval.centred_condition(ref), [1.0, 4.0], rtol=1e-12)
+
+
+def test_model_probe_runs_are_fed_the_for_loop_float64_gradients(monkeypatch):
+    """On the model probe every run (torch's implementations and ours) replays the gradients
+    of torch's float64 for-loop run; analytic probes are run as they are."""
+    calls = []
+    real = crossval.replay
+
+    def spy(probe, first):
+        calls.append(probe.name)
+        return real(probe, first)
+
+    monkeypatch.setattr(crossval, "replay", spy)
+    cfg = Config("sgd", (("lr", 0.01),))
+    rows = crossval.crossval_cell(cfg, "model", "float32", steps=3, backends=("numpy",))
+    assert calls == ["model"]
+    assert all(r["passed"] for r in rows)
+    crossval.crossval_cell(cfg, "scaled", "float64", steps=3, backends=("numpy",))
+    assert calls == ["model"]
