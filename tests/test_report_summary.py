@@ -210,6 +210,8 @@ def test_summary_fastest_is_the_best_of_ours_and_long_tables():
 
 def test_summary_and_tuning_text_say_what_the_numbers_mean():
     html = summary_section(_frames())
+    assert html.startswith("<p>Every optimizer at its tuned learning rate (the same grid, "
+                           "budget, seeds and criterion for each;")
     for text in ("<p>Every optimizer at its tuned learning rate", "criterion for each",
                  "success_rate and median_steps: over every problem, fresh seed and start",
                  "problems_solved: problems where at least half of the runs reached the target",
