@@ -683,6 +683,8 @@ _F0 = np.float32(0.0)
 _D_FLOOR = np.float32(-110.0)  # exp(d) rounds to 0 in float32 below -104
 _KEY_PINF = 0x7F800000  # order key (int32) of +inf; of -inf: -1 - that
 _KEY_NINF = -1 - 0x7F800000
+_TWO_M64 = 2.0**-64  # e is kept times 2^64
+_TWO_M64_F = np.float32(_TWO_M64)
 
 
 @njit(inline="always")
@@ -695,16 +697,14 @@ def _key32(v):  # pragma: no cover - compiled
 
 @njit(inline="always")
 def _exp32_pair(d, dl):  # pragma: no cover - compiled
-    """e^(d + dl) in float32 for d in [-110, 0] and |dl| <= ulp(d)/2: vecmath.exp32 with dl
-    added to the reduced argument by a fast two-sum (|hi| > |dl| but where both are tiny)."""
+    """2^64 e^(d + dl) in float32 for d in [-110, 0] and |dl| <= ulp(d)/2 (scaled so that it
+    is never subnormal: one power of two, one product): vecmath.exp32 with dl taken into the
+    reduction's low part (lo - dl rounds by < 2^-30; lo = k ln2's low part, |lo| < 0.04)."""
     kf, hi, lo = vecmath._reduce32(d)
-    h2 = hi + dl
-    h2l = (hi - h2) + dl
-    r = h2 - lo
-    p = _F1 + (r + ((((h2 - r) - lo) + h2l) + vecmath._expm1_poly32(r)))
-    k = np.int32(kf)
-    k1 = np.int32(k >> 1)
-    return (p * vecmath._pow2_32(k1)) * vecmath._pow2_32(np.int32(k - k1))
+    lo = lo - dl
+    r = hi - lo
+    p = _F1 + (r + (((hi - r) - lo) + vecmath._expm1_poly32(r)))
+    return p * vecmath._pow2_32(np.int32(np.int32(kf) + np.int32(64)))
 
 
 @njit(error_model="numpy", cache=True)
@@ -732,29 +732,22 @@ def _exp32_row(x, i, mx, e):  # pragma: no cover - compiled
         e[j] = _exp32_pair(d if keep else _D_FLOOR, dl if keep else _F0)
 
 
-@njit(error_model="numpy", cache=True, fastmath={"reassoc"})
-def _others32(x, i, mx, e):  # pragma: no cover - compiled
-    """Σ e[j] over x[i, j] != mx (float64), and the count of x[i, j] == mx."""
+@njit(error_model="numpy", cache=True, fastmath={"reassoc", "contract"})
+def _sums32(x, dy, i, mx, e, log):  # pragma: no cover - compiled
+    """(Σ e[j] over x[i, j] != mx, the count of x[i, j] == mx, Σ dy (log) or Σ dy e), the
+    sums in float64. One function for the forward and the backward, so that both get the
+    same bits (the order of a re-associated sum is the compiled code's)."""
     s = 0.0
+    sd = 0.0
     t = np.int32(0)
     for j in range(x.shape[1]):
         top = x[i, j] == mx
-        s += 0.0 if top else np.float64(e[j])
+        ej = np.float64(e[j])
+        s += 0.0 if top else ej
         t = np.int32(t + np.int32(top))
-    return s, t
-
-
-@njit(error_model="numpy", cache=True, fastmath={"reassoc"})
-def _dy_sum32(dy, i, e, log):  # pragma: no cover - compiled
-    """Σ dy (log) or Σ dy e (float64)."""
-    s = 0.0
-    if log:
-        for j in range(dy.shape[1]):
-            s += np.float64(dy[i, j])
-    else:
-        for j in range(dy.shape[1]):
-            s += np.float64(dy[i, j]) * np.float64(e[j])
-    return s
+        dyj = np.float64(dy[i, j])
+        sd += dyj if log else dyj * ej
+    return s, t, sd
 
 
 @njit(error_model="numpy", cache=True)
@@ -777,10 +770,9 @@ def _softmax32_rows(x, dy, y, dx, log, backward):  # pragma: no cover - compiled
             continue
         mx = vecmath._i32_as_f32(np.int32(hk ^ np.int32(np.int32(hk >> 31) & 0x7FFFFFFF)))
         _exp32_row(x, i, mx, e)
-        s, t = _others32(x, i, mx, e)
-        s += np.float64(t - 1)  # each repeat of the maximum adds exp(0) = 1
+        s, t, sd = _sums32(x, dy, i, mx, e, log)  # the forward passes x as dy
+        s = s * _TWO_M64 + np.float64(t - 1)  # each repeat of the maximum adds exp(0) = 1
         inv = 1.0 / (1.0 + s)
-        sd = _dy_sum32(dy, i, e, log) if backward else 0.0
         if log:
             ls = log1p(s)
             c = np.float64(mx) + ls
@@ -795,8 +787,9 @@ def _softmax32_rows(x, dy, y, dx, log, backward):  # pragma: no cover - compiled
                 v = u + (((a - (u - bb)) + (nch - bb)) - cl)
                 y[i, j] = v if v == v else u  # noqa: PLR0124 - u = -inf: two-sum's NaN
                 if backward:
-                    dx[i, j] = vecmath._fma(-e[j], gl, dy[i, j])
+                    dx[i, j] = vecmath._fma(-(e[j] * _TWO_M64_F), gl, dy[i, j])
         else:
+            inv *= _TWO_M64
             ih = np.float32(inv)
             il = np.float32(inv - np.float64(ih))
             sdf = np.float32(sd * inv)
