@@ -1,6 +1,7 @@
 """Activations and losses against torch autograd, finite differences and textbook identities."""
 
 import functools
+import math
 
 import numpy as np
 import pytest
@@ -277,3 +278,93 @@ def test_loss_errors():
         L.get("mse").value(np.zeros(2), np.zeros(3))
     v = L.get("mse").value(np.array([np.nan, 1.0]), np.zeros(2))
     assert np.isnan(v)
+
+
+def _softmax_f64(x, log):
+    """float64 reference for float32 logits: d = x - max exactly, numpy's exp (< 1 float64
+    ulp), the others' sum (all but the first maximum) by math.fsum; ~1e-9 float32 ulps."""
+    x = x.astype(np.float64)
+    d = x - x.max(axis=1, keepdims=True)
+    e = np.exp(d)
+    others = e.copy()
+    others[np.arange(len(x)), np.argmax(x, axis=1)] = 0.0
+    s = np.array([math.fsum(r) for r in others])[:, None]
+    return d - np.log1p(s) if log else e / (1 + s)
+
+
+def _hard_float32_rows():
+    """Rows where a float32 softmax loses digits: x - max inexact (offsets up to 7e6, spreads
+    whose exp(x - max) reaches the underflow), dominant logits (log_softmax's -log(1 + tiny)),
+    a repeated maximum, subnormal outputs, -inf logits."""
+    rng = np.random.default_rng(12)
+    rows = []
+    for offset in (0.0, 1e3, -1e5, 7e6):
+        rows += [offset + scale * rng.standard_normal(500) for scale in (1.0, 10.0, 30.0)]
+        rows.append(offset - rng.uniform(0, 112, 500))
+    for top in (20.0, 40.0, 60.0, 85.0):
+        r = rng.standard_normal(500)
+        r[7] = top
+        rows.append(r)
+    r = rng.standard_normal(500) * 3
+    r[[3, 99, 400]] = 25.0
+    rows.append(r)
+    r = rng.standard_normal(500) * 5
+    r[::50] = -np.inf
+    rows.append(r)
+    return np.array(rows).astype(np.float32)
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_numba_float32_softmax_on_hard_rows(name):
+    """numba's float32 path (float32 arithmetic around float64 sums) within the softmax bound
+    everywhere on rows built to break it, forward and fused; backward as torch's float64."""
+    x = _hard_float32_rows()
+    dy = np.random.default_rng(13).standard_normal(x.shape).astype(np.float32)
+    act = A.get(name, backend="numba")
+    y, dx = act.forward_backward(x, dy)
+    np.testing.assert_array_equal(y, act.forward(x))
+    ref = _softmax_f64(x, name == "log_softmax")
+    err = accuracy.ulp_error(y, ref, np.zeros(ref.shape), "float32")
+    assert err.max() <= accuracy.SOFTMAX_BOUNDS["float32"], (err.max(), np.argmax(err.max(axis=1)))
+    tx = torch.from_numpy(x.astype(np.float64)).requires_grad_(True)
+    act.torch_fn()(tx).backward(torch.from_numpy(dy.astype(np.float64)))
+    g = tx.grad.numpy()
+    # dx = p (dy - Σ dy p) or dy - p Σ dy (p = softmax): a rounding of dy, p and the sum
+    # costs 2^-24 of the terms' size; 4 of those, and subnormal spacings where p underflows
+    # (torch's float32 backward: 66 on the softmax rows)
+    p = _softmax_f64(x, False)
+    ady = np.abs(dy.astype(np.float64))
+    if name == "softmax":
+        terms = p * (ady + (ady * p).sum(axis=1, keepdims=True))
+    else:
+        terms = ady + p * ady.sum(axis=1, keepdims=True)
+    floor = 2.0**-149 * (1 + ady + (ady * p).sum(axis=1, keepdims=True))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        excess = (np.abs(dx - g) - floor) / (2.0**-24 * terms)
+    assert np.nanmax(excess) <= 4, np.unravel_index(np.nanargmax(excess), excess.shape)
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_numba_float32_softmax_special_rows(name):
+    """Rows with NaN, ±inf, ±0 and huge logits: the float32 path gives the float64 path's
+    NaNs and infinities (in float32) and its finite values to the float32 rounding; rows of one logit
+    give exactly 1 (0 for log_softmax) and a zero gradient."""
+    x64 = np.array([[np.nan, 1, 2], [np.inf, 1, 2], [np.inf, np.inf, 1],
+                    [-np.inf, -np.inf, -np.inf], [-np.inf, 0, 1], [1, 1, 1], [0.0, -0.0, 5.0],
+                    [3e38, -3e38, 1], [-3e38, -3e38, -3.1e38]])
+    dy64 = np.random.default_rng(14).standard_normal(x64.shape)
+    act = A.get(name, backend="numba")
+    y, dx = act.forward_backward(x64.astype(np.float32), dy64.astype(np.float32))
+    y64, dx64 = act.forward_backward(x64.astype(np.float32).astype(np.float64),
+                                     dy64.astype(np.float32).astype(np.float64))
+    for got, want64 in ((y, y64), (dx, dx64)):
+        with np.errstate(over="ignore"):
+            want = want64.astype(np.float32)  # -6e38 is -inf in float32
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        fin = np.isfinite(want)
+        np.testing.assert_array_equal(got[~fin & ~np.isnan(want)], want[~fin & ~np.isnan(want)])
+        np.testing.assert_allclose(got[fin], want[fin], rtol=3e-7, atol=1e-6)
+    one = np.array([[2.5], [-1e30], [0.0]], np.float32)
+    y1, dx1 = act.forward_backward(one, np.ones_like(one))
+    np.testing.assert_array_equal(y1, np.zeros_like(one) if name == "log_softmax" else 1.0)
+    np.testing.assert_array_equal(dx1, 0.0)
