@@ -60,6 +60,23 @@ _SILU0, _GELU0, _GELU_TANH0 = (_series_at_zero(hi, lo, c) for hi, lo, c in
                                (SERIES["silu"], SERIES["gelu"], SERIES["gelu_tanh"]))
 
 
+def _series_at_zero32(x0: float, c: tuple[float, ...], terms: int) -> Any:
+    """:func:`_series_at_zero` in float32 arithmetic, for float32 kernels: x0 split into two
+    float32s (x - X0_HI is exact near x0), the first ``terms`` coefficients as float32
+    constants (fewer terms reach float32's precision on the same window)."""
+    hi = np.float32(x0)
+    lo = np.float32(x0 - np.float64(hi))
+    cs = [np.float32(ck) for ck in c[:terms]]
+    namespace: dict[str, Any] = {"fma": vecmath._fma, "X0_HI": hi, "X0_LO": lo,
+                                 "WINDOW": np.float32(WINDOW),
+                                 **{f"C{k}": ck for k, ck in enumerate(cs)}}
+    lines = ["def at_zero(x, closed):", "    h = (x - X0_HI) - X0_LO", f"    p = C{terms - 1}"]
+    lines += [f"    p = fma(p, h, C{k})" for k in reversed(range(terms - 1))]
+    lines += ["    return p * h if abs(h) < WINDOW else closed"]
+    exec("\n".join(lines), namespace)  # noqa: S102 - source built from the constants above
+    return njit(inline="always")(namespace["at_zero"])
+
+
 @njit(cache=True, inline="always")
 def _at_zero(x, s, closed):  # pragma: no cover - compiled
     """closed, or the Taylor series ``s`` (one of the above) near its zero x0."""
@@ -227,6 +244,58 @@ def _gelu_tanh_d(x):  # pragma: no cover - compiled
 
 
 @njit(cache=True, inline="always")
+def _gelu_tanh_both64(x):  # pragma: no cover - compiled
+    return _gelu_tanh_f(x), _gelu_tanh_d(x)
+
+
+# gelu(tanh) of a float32: v = 2β(x + κx³) in float64, split into float32 vh + vl (its
+# roundings in float32 cost up to ~3 ulps where κ is ~1.6, x = -1.4); e = exp(-|v|) =
+# exp32(-|vh|)(1 ∓ vl) and σ(±|v|) from e in float32 as in _sig_both32; f' combined in
+# float64, and near f''s zero the float32 Taylor series (11 terms: the rest is < 0.01 ulp
+# on |h| < 0.25)
+_GELU_TANH0_32 = _series_at_zero32(SERIES["gelu_tanh"][0], SERIES["gelu_tanh"][2], 11)
+_2BETA_F = np.float32(2 * _BETA)
+_2BETA_3KAPPA_F = np.float32(2 * _BETA * 3 * _KAPPA)
+_LIM = 1e4
+
+
+@njit(cache=True, inline="always")
+def _sig_pair32(e):  # pragma: no cover - compiled
+    """(1 / (1 + e), e / (1 + e)) in float32, both nearly correctly rounded: _sig_both32's
+    compensated division (for e = exp(-|v|): σ(|v|) and σ(-|v|))."""
+    d = _F1 + e
+    dl = (_F1 - d) + e
+    r0 = _F1 / d
+    r = vecmath._fma(r0, vecmath._fma(-r0, d, _F1) - r0 * dl, r0)
+    q0 = e * r0
+    q = vecmath._fma(r0, vecmath._fma(-q0, d, e) - q0 * dl, q0)
+    return r, q
+
+
+@njit(cache=True, inline="always")
+def _gelu_tanh_both32(x):  # pragma: no cover - compiled
+    """(gelu(x), gelu'(x)), tanh form, of a float32."""
+    xd = min(max(np.float64(x), -_LIM), _LIM)
+    v = 2 * (_BETA * (xd + _KAPPA * (xd * xd) * xd))
+    vh = np.float32(v)
+    vl = np.float32(v - np.float64(vh))
+    pos = vh >= 0
+    e = vecmath.exp32(-abs(vh))
+    # exp(-|vh + vl|) = e (1 -+ vl) to first order (|vl| <= 2**-24 |v|; e = 0 beyond |v| > 104)
+    e = vecmath._fma(e, -vl if pos else vl, e)
+    r, q = _sig_pair32(e)
+    s, om = (r, q) if pos else (q, r)  # σ(v), 1 - σ(v)
+    # f' = σ(v) (1 + x v'(x) (1 - σ(v))) in float64: the float32 σ(v) + x v' σ'(v) lost
+    # ~3 ulps to σ' and the product's roundings at x = -1.7
+    t = xd * (2 * _BETA * (1 + 3 * _KAPPA * (xd * xd)))
+    d = np.float32(np.float64(s) * (1 + t * np.float64(om)))
+    return x * s, _GELU_TANH0_32(np.float32(xd), d)
+
+
+_gelu_tanh_both = _by_dtype(_gelu_tanh_both32, _gelu_tanh_both64)
+
+
+@njit(cache=True, inline="always")
 def _softplus_body(x, beta):  # pragma: no cover - compiled
     bx = x * beta
     return (max(bx, 0.0) + log1p(exp(-abs(bx)))) / beta
@@ -387,17 +456,17 @@ def gelu_b(x, dy):  # pragma: no cover - compiled
 
 @vectorize(_SIG1, **_OPTS)
 def gelu_tanh_f(x):  # pragma: no cover - compiled
-    return _gelu_tanh_f(np.float64(x))
+    return _gelu_tanh_both(x)[0]
 
 
 @vectorize(_SIG1, **_OPTS)
 def gelu_tanh_d(x):  # pragma: no cover - compiled
-    return _gelu_tanh_d(np.float64(x))
+    return _gelu_tanh_both(x)[1]
 
 
 @vectorize(_SIG2, **_OPTS)
 def gelu_tanh_b(x, dy):  # pragma: no cover - compiled
-    return np.float64(dy) * _gelu_tanh_d(np.float64(x))
+    return dy * _gelu_tanh_both(x)[1]
 
 
 # silu
@@ -605,9 +674,9 @@ def selu_fb(x, dy, y, dx):  # pragma: no cover - compiled
 @njit(**_FB_OPTS)
 def gelu_tanh_fb(x, dy, y, dx):  # pragma: no cover - compiled
     for i in range(x.size):
-        xi = np.float64(x[i])
-        y[i] = _gelu_tanh_f(xi)
-        dx[i] = np.float64(dy[i]) * _gelu_tanh_d(xi)
+        f, d = _gelu_tanh_both(x[i])
+        y[i] = f
+        dx[i] = dy[i] * d
 
 
 @njit(**_FB_OPTS)
