@@ -174,6 +174,7 @@ def _float32_sample(zero):
 
 
 @pytest.mark.parametrize(("name", "params", "zero"), [
+    ("gelu", {}, _series.SERIES["gelu"][0]),
     ("gelu", {"approximate": "tanh"}, _series.SERIES["gelu_tanh"][0])], ids=str)
 def test_numba_float32_path_within_bound(name, params, zero):
     """The numba kernels that compute float32 inputs in float32 arithmetic, on a dense float32

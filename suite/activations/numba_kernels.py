@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit, types, vectorize
 from numba.extending import overload
 
-from suite.activations import vecmath
+from suite.activations import vecmath, vecmath_erf
 from suite.activations._series import SERIES, WINDOW
 from suite.activations.vecmath_erf import _rational as _erf_rational
 from suite.activations.vecmath_erf import _two_square, erf_small
@@ -210,6 +210,64 @@ def _gelu_both(x):  # pragma: no cover - compiled
     # beyond the clamp: gelu = x (x > 40), -0 below (x Φ(x) underflows; -inf: x * 0 = nan)
     fwd = x if x > 40.0 else (x * 0.0 if x < -40.0 else fwd)
     return (x, x) if x != x else (fwd, d)  # noqa: PLR0124 - NaN propagates
+
+
+# Exact GELU of a float32: the same pieces, float32 arithmetic where their errors stay inside
+# the bound, float64 where they would not. E = exp32(-hi/2) (1 - lo/2) with x² = hi + lo
+# split in float32 (< 0.9 ulp: exp32's own error); t <= 0.46875 and t > 4: Cody's rationals
+# evaluated in float32; 0.46875 < t <= 4 (x in [-5.7, -0.66]: the small condition numbers,
+# and f''s zero) the degree-8 erfcx rational in float64; Φ, gelu and gelu' combined in float64
+# and rounded once. Near f''s zero E multiplies the whole sum ½ erfcx(t) + x/√(2π), whose
+# float64 cancellation costs ~2**-29/|h| float32 ulps (κ ~ 0.75/|h|): no series needed.
+# x < -14.5: gelu rounds to -0 in float32 (x * 0, NaN for -inf); x > 14.5: gelu = x, gelu' = 1.
+_f32 = np.float32
+_GELU_LIM_F = _f32(14.5)
+_ERF_AN_F, _ERF_BN_F, _ERF_QN_F, _ERF_PN_F = (
+    tuple(_f32(c) for c in cs) for cs in (vecmath_erf._AN, vecmath_erf._BN, vecmath_erf._QN,
+                                         vecmath_erf._PN))
+_SQRPI_F = _f32(vecmath_erf._SQRPI)
+_TWO_SQRTPI_F = _f32(vecmath_erf._TWO_SQRTPI_HI)
+_SQRT1_2_F = _f32(_SQRT1_2)
+_THRESH_F = _f32(vecmath_erf._THRESH)
+_SPLIT_F = _f32(vecmath_erf._SPLIT)
+_MHALF_F = _f32(-0.5)
+
+
+@njit(cache=True, inline="always")
+def _gelu_both32(x):  # pragma: no cover - compiled
+    """(gelu(x), gelu'(x)) of a float32 (float32 results)."""
+    xc = min(max(x, -_GELU_LIM_F), _GELU_LIM_F)
+    t = abs(xc) * _SQRT1_2_F
+    z = t * t
+    # t <= 0.46875: erf(t)/t - 2/√π = A(z)/B(z); t > 4: erfcx from P and Q (vecmath_erf)
+    n1 = vecmath_erf._horner(_ERF_AN_F, z)
+    d1 = vecmath_erf._horner(_ERF_BN_F, z)
+    zq = z * vecmath_erf._horner(_ERF_QN_F, z)
+    n3 = vecmath._fma(_SQRPI_F, zq, -vecmath_erf._horner(_ERF_PN_F, z))
+    d3 = t * zq
+    small = t <= _THRESH_F
+    mid = t <= _SPLIT_F
+    q13 = (n1 if small else n3) / (d1 if small else d3)
+    xd = np.float64(xc)
+    td = abs(xd) * _SQRT1_2
+    q2 = vecmath_erf._horner(vecmath_erf._CN, td) / vecmath_erf._horner(vecmath_erf._DN, td)
+    hi = xc * xc
+    lo = vecmath._fma(xc, xc, -hi)
+    ef = np.float64(vecmath.exp32(_MHALF_F * hi)) * (1.0 - 0.5 * np.float64(lo))
+    erf_s = np.float64(vecmath._fma(t, _TWO_SQRTPI_F, t * q13))  # erf(t), t <= 0.46875
+    cdf0 = 0.5 + 0.5 * (erf_s if xc >= 0 else -erf_s)
+    d0 = cdf0 + xd * (ef * _INV_SQRT_2PI)
+    hq = 0.5 * (q2 if mid else np.float64(q13))
+    neg = xc < 0
+    fwd_tail = ef * (xd * hq) if neg else xd - ef * (xd * hq)
+    d_tail = ef * (hq + xd * _INV_SQRT_2PI) if neg else 1.0 + ef * (xd * _INV_SQRT_2PI - hq)
+    fwd = np.float32(xd * cdf0 if small else fwd_tail)
+    d = np.float32(d0 if small else d_tail)
+    fwd = x if x > _GELU_LIM_F else (x * _f32(0.0) if x < -_GELU_LIM_F else fwd)
+    return (x, x) if x != x else (fwd, d)  # noqa: PLR0124 - NaN propagates
+
+
+_gelu_pair = _by_dtype(_gelu_both32, _gelu_both)
 
 
 @njit(cache=True, inline="always")
@@ -441,17 +499,17 @@ def softplus_b(x, dy, beta_t, threshold_t, beta):  # pragma: no cover - compiled
 # gelu (exact) and gelu (tanh)
 @vectorize(_SIG1, **_OPTS)
 def gelu_f(x):  # pragma: no cover - compiled
-    return _gelu_f(np.float64(x))
+    return _gelu_pair(x)[0]
 
 
 @vectorize(_SIG1, **_OPTS)
 def gelu_d(x):  # pragma: no cover - compiled
-    return _gelu_d(np.float64(x))
+    return _gelu_pair(x)[1]
 
 
 @vectorize(_SIG2, **_OPTS)
 def gelu_b(x, dy):  # pragma: no cover - compiled
-    return np.float64(dy) * _gelu_d(np.float64(x))
+    return dy * _gelu_pair(x)[1]
 
 
 @vectorize(_SIG1, **_OPTS)
@@ -650,9 +708,9 @@ def softplus_fb(x, dy, y, dx, beta_t, threshold_t, beta):  # pragma: no cover - 
 @njit(**_FB_OPTS)
 def gelu_fb(x, dy, y, dx):  # pragma: no cover - compiled
     for i in range(x.size):
-        f, d = _gelu_both(np.float64(x[i]))
+        f, d = _gelu_pair(x[i])
         y[i] = f
-        dx[i] = np.float64(dy[i]) * d
+        dx[i] = dy[i] * d
 
 
 @njit(**_FB_OPTS)
