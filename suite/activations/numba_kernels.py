@@ -255,14 +255,13 @@ def _gelu_both32(x):  # pragma: no cover - compiled
     lo = vecmath._fma(xc, xc, -hi)
     ef = np.float64(vecmath.exp32(_MHALF_F * hi)) * (1.0 - 0.5 * np.float64(lo))
     erf_s = np.float64(vecmath._fma(t, _TWO_SQRTPI_F, t * q13))  # erf(t), t <= 0.46875
-    cdf0 = 0.5 + 0.5 * (erf_s if xc >= 0 else -erf_s)
-    d0 = cdf0 + xd * (ef * _INV_SQRT_2PI)
-    hq = 0.5 * (q2 if mid else np.float64(q13))
-    neg = xc < 0
-    fwd_tail = ef * (xd * hq) if neg else xd - ef * (xd * hq)
-    d_tail = ef * (hq + xd * _INV_SQRT_2PI) if neg else 1.0 + ef * (xd * _INV_SQRT_2PI - hq)
-    fwd = np.float32(xd * cdf0 if small else fwd_tail)
-    d = np.float32(d0 if small else d_tail)
+    p = ef * (0.5 * (q2 if mid else np.float64(q13)))  # Φ(-|x|) = ½ E erfcx(t), t > 0.46875
+    pos = xc >= 0
+    cdf = 0.5 + 0.5 * (erf_s if pos else -erf_s) if small else (1.0 - p if pos else p)
+    # gelu = x Φ, gelu' = Φ + x φ (the float64 sum's cancellation near gelu''s zero is far
+    # below κ)
+    fwd = np.float32(xd * cdf)
+    d = np.float32(vecmath._fma(xd, ef * _INV_SQRT_2PI, cdf))
     fwd = x if x > _GELU_LIM_F else (x * _f32(0.0) if x < -_GELU_LIM_F else fwd)
     return (x, x) if x != x else (fwd, d)  # noqa: PLR0124 - NaN propagates
 
