@@ -88,11 +88,11 @@ def _by_dtype(f32: Any, f64: Any) -> Any:
     ``f64`` on a float64 one (chosen when numba types the call, inlined). float32 kernels
     compute in float32 where their error analysis allows it (twice the SIMD lanes of
     float64); the float64 kernels below serve float64 inputs."""
-    def stub(x):  # noqa: ANN001, ANN202  # pragma: no cover - compiled code calls the overload
+    def stub(x):  # pragma: no cover - compiled code calls the overload
         raise NotImplementedError("compiled code only")
 
     @overload(stub, inline="always")
-    def _typed(x):  # noqa: ANN001, ANN202 - numba compares the signature with the stub's
+    def _typed(x):  # the same signature as the stub (numba compares them)
         if x == types.float32:
             return lambda x: f32(x)
         if x == types.float64:
@@ -102,29 +102,75 @@ def _by_dtype(f32: Any, f64: Any) -> Any:
     return stub
 
 
+def _by_dtype2(f32: Any, f64: Any) -> Any:
+    """:func:`_by_dtype` for functions of (x, parameter): the dtype of x decides."""
+    def stub(x, p):  # pragma: no cover - compiled code calls the overload
+        raise NotImplementedError("compiled code only")
+
+    @overload(stub, inline="always")
+    def _typed(x, p):  # the same signature as the stub (numba compares them)
+        if x == types.float32:
+            return lambda x, p: f32(x, p)
+        if x == types.float64:
+            return lambda x, p: f64(x, p)
+        return None
+
+    return stub
+
+
 _F1 = np.float32(1.0)
+
+
+_TWO_M64_F = vecmath._TWO_M64_F
+
+
+@njit(cache=True, inline="always")
+def _sig_parts32(x):  # pragma: no cover - compiled
+    """(r, qs) = (1 / (1 + e), 2^64 e / (1 + e)), e = exp(-|x|), in float32 arithmetic: σ(|x|)
+    and σ(-|x|) · 2^64 (scaled so that it stays normal, with all its digits, where σ(-|x|)
+    is subnormal: products with it round once when scaled back). es = 2^64 e from
+    vecmath.exp32_scaled (< 0.9 ulp); 1 + e = d + dl exactly (fast two-sum, 1 >= e); one
+    division r0 = 1 / d, then one Newton step each that takes dl and r0's rounding out (both
+    nearly correctly rounded)."""
+    es = vecmath.exp32_scaled(-abs(x))
+    e = es * _TWO_M64_F
+    d = _F1 + e
+    dl = (_F1 - d) + e
+    r0 = _F1 / d
+    rc = r0 * (vecmath._fma(-r0, d, _F1) - r0 * dl)  # 1 / (1 + e) = r0 + rc (+ O(u²))
+    q0 = es * r0
+    qc = r0 * (vecmath._fma(-q0, d, es) - q0 * dl)  # 2^64 e / (1 + e) = q0 + qc (+ O(u²))
+    return r0 + rc, q0 + qc, (r0, rc, q0, qc), (e, d, dl)
 
 
 @njit(cache=True, inline="always")
 def _sig_both32(x):  # pragma: no cover - compiled
-    """(σ(x), σ'(x)) in float32 arithmetic. e = exp(-|x|) (vecmath.exp32, < 0.9 ulp);
-    1 + e = d + dl exactly (fast two-sum, 1 >= e); one division r0 = 1 / d, then a Newton
-    step each for r = 1 / (1 + e) and q = e / (1 + e) that takes dl and r0's rounding out
-    (both nearly correctly rounded); σ = r or q by the sign, σ' = q r. Measured on every
-    61st float32 (tests/test_activation_accuracy.py): σ <= 1.5 ulp, σ' <= 1.6 ulp + κ."""
-    e = vecmath.exp32(-abs(x))
-    d = _F1 + e
-    dl = (_F1 - d) + e
-    r0 = _F1 / d
-    r = vecmath._fma(r0, vecmath._fma(-r0, d, _F1) - r0 * dl, r0)
-    q0 = e * r0
-    q = vecmath._fma(r0, vecmath._fma(-q0, d, e) - q0 * dl, q0)
-    return (r if x >= 0 else q), q * r
+    """(σ(x), σ'(x)) in float32 arithmetic: σ = r or q by the sign, σ' = q r (see
+    _sig_parts32). Accuracy table (tests/test_activation_accuracy.py): σ <= 1.0 ulp,
+    σ' <= 1.6 ulp + κ."""
+    r, qs, _, _ = _sig_parts32(x)
+    return (r if x >= 0 else qs * _TWO_M64_F), (qs * r) * _TWO_M64_F
 
 
-# Every formula works in float64 (float32 inputs are widened with np.float64 — numba types
-# float(x) of a float32 as float32 — and the result is rounded once),
-# with the same accurate forms as the NumPy/torch formulas of suite.activations.
+@njit(cache=True, inline="always")
+def _silu_both32(x):  # pragma: no cover - compiled
+    """(x σ(x), σ(x) (1 + x σ(-x))) in float32 arithmetic, from the unrounded parts of
+    σ(x) = s0 + sc and σ(-x) = n0 + nc (_sig_parts32). 1 + x σ(-x): x n0 = ph + pl
+    exactly, 1 + ph is exact for ph in [-4, -0.5] (elsewhere the sum does not cancel), so it
+    is rounded once; σ(x) times it in one fma (rounding σ(-x) and 1 + x σ(-x) separately
+    cost up to 2.7 ulp near x = -2.4, where κ is 0). Near silu''s zero only σ(-x)'s own
+    error is magnified, less than the condition number κ there: no Taylor series needed.
+    For x < 0, σ(x) is 2^64 σ(x) and the results are scaled back last (one rounding into
+    the subnormals for x < -87)."""
+    _, _, (r0, rc, q0, qc), _ = _sig_parts32(x)
+    pos = x >= 0
+    s0, sc = (r0, rc) if pos else (q0, qc)
+    n0, nc = (q0 * _TWO_M64_F, qc * _TWO_M64_F) if pos else (r0, rc)
+    scale = _F1 if pos else _TWO_M64_F
+    ph = x * n0
+    pl = vecmath._fma(x, n0, -ph)
+    t = (_F1 + ph) + vecmath._fma(x, nc, pl)
+    return (x * (s0 + sc)) * scale, vecmath._fma(s0, t, sc * t) * scale
 
 
 @njit(cache=True, inline="always")
@@ -358,6 +404,52 @@ def _softplus_body(x, beta):  # pragma: no cover - compiled
     return (max(bx, 0.0) + log1p(exp(-abs(bx)))) / beta
 
 
+@njit(cache=True, inline="always")
+def _softplus_both64(x, beta):  # pragma: no cover - compiled
+    return _softplus_body(x, beta), _sig(x * beta)
+
+
+_SQRT2_F = np.float32(1.41421356)
+_F0, _FHALF, _F2 = np.float32(0.0), np.float32(0.5), np.float32(2.0)
+
+
+@njit(cache=True, inline="always")
+def _log1p_unit32(e, d, dl, r0):  # pragma: no cover - compiled
+    """log(1 + e) for e in [0, 1] in float32 arithmetic, from _sig_parts32's 1 + e = d + dl
+    and r0 ~ 1 / d: vecmath.log1p_32's reduction and polynomial (musl's log1pf) with k in
+    {0, 1} and the correction dl / d taken as dl r0 (no second division); d - 1 and d / 2 - 1
+    are exact."""
+    big = d > _SQRT2_F
+    f = (d * _FHALF if big else d) - _F1
+    k = _F1 if big else _F0
+    c = dl * r0
+    hfsq = _FHALF * f * f
+    s = f / (_F2 + f)
+    z = s * s
+    w = z * z
+    t1 = w * vecmath._fma(w, vecmath._LGF[3], vecmath._LGF[1])
+    t2 = z * vecmath._fma(w, vecmath._LGF[2], vecmath._LGF[0])
+    return (s * (hfsq + (t2 + t1)) + vecmath._fma(k, vecmath._LN2_LO_LOG_F, c) - hfsq + f
+            + k * vecmath._LN2_HI_LOG_F)
+
+
+@njit(cache=True, inline="always")
+def _softplus_both32(x, beta):  # pragma: no cover - compiled
+    """(softplus(x), σ(βx)) for float32 x: βx (β as two float32 parts, rounded once),
+    log(1 + exp(-|βx|)) and σ(βx) in float32
+    (one exp and one division shared, _sig_parts32), max(βx, 0) + log1p rounded in
+    float32, then the division by β in float64 and one rounding (exact for β = 1)."""
+    b_hi = np.float32(beta)
+    bx = vecmath._fma(x, b_hi, x * np.float32(beta - np.float64(b_hi)))  # β split: one rounding
+    r, qs, (r0, _, _, _), (e, d, dl) = _sig_parts32(bx)
+    lp = _log1p_unit32(e, d, dl, r0)
+    y = (bx if bx > _F0 else _F0) + lp  # noqa: FURB136 - a select (NaN: lp carries it)
+    return np.float32(np.float64(y) * (1.0 / beta)), (r if bx >= _F0 else qs * _TWO_M64_F)
+
+
+_softplus_both = _by_dtype2(_softplus_both32, _softplus_both64)
+
+
 # sigmoid
 @vectorize(_SIG1, **_OPTS)
 def sigmoid_f(x):  # pragma: no cover - compiled
@@ -442,34 +534,78 @@ def _elu_d(x, alpha):  # pragma: no cover - compiled
     return v if x <= 0 else 1.0
 
 
+@njit(cache=True, inline="always")
+def _elu_both64(x, p):  # pragma: no cover - compiled
+    alpha, scale = p
+    return scale * _elu_f(x, alpha), scale * _elu_d(x, alpha)
+
+
+@njit(cache=True, inline="always")
+def _split32(c):  # pragma: no cover - compiled
+    """A float64 constant as hi + lo float32 parts: fma(hi, v, lo * v) is c v rounded once."""
+    hi = np.float32(c)
+    return hi, np.float32(c - np.float64(hi))
+
+
+@njit(cache=True, inline="always")
+def _elu_both32(x, p):  # pragma: no cover - compiled
+    """(scale elu(x, α), scale elu'(x, α)) for float32 x in float32 arithmetic: e^x - 1 and
+    e^x for x <= 0 from one reduction and polynomial (vecmath's expm1_32 and exp32, the
+    shared expressions written once), times scale α split in two float32 parts (rounded
+    once); x > 0: scale x the same way, scale itself for the derivative."""
+    alpha, scale = p
+    a_hi, a_lo = _split32(scale * alpha)
+    s_hi, s_lo = _split32(scale)
+    xn = min(x, _F0)
+    kf, hi, lo = vecmath._reduce32(vecmath._clamp32(xn, vecmath._EXP_LO_F, _F0))
+    r = hi - lo
+    cp = ((hi - r) - lo) + vecmath._expm1_poly32(r)
+    k = np.int32(kf)
+    t = vecmath._pow2_32(max(k, -30))  # k < -25: e^x - 1 rounds to -1 all the same
+    em1 = vecmath._fma(t, cp, vecmath._fma(t, r, t - _F1))
+    em1 = xn if not abs(xn) >= vecmath._TINY_F else em1  # -0.0, tiny x
+    k1 = np.int32(k >> 1)
+    ex = ((_F1 + (r + cp)) * vecmath._pow2_32(k1)) * vecmath._pow2_32(np.int32(k - k1))
+    ex = ex if xn >= vecmath._EXP_LO_F else _F0
+    f_neg = vecmath._fma(a_hi, em1, a_lo * em1)
+    d_neg = vecmath._fma(a_hi, ex, a_lo * ex)
+    f = vecmath._fma(s_hi, x, s_lo * x) if x > _F0 else f_neg
+    d = s_hi if x > _F0 else d_neg
+    return (x, x) if x != x else (f, d)  # noqa: PLR0124 - NaN propagates
+
+
+_elu_both = _by_dtype2(_elu_both32, _elu_both64)
+_SELU = (SELU_ALPHA, SELU_SCALE)
+
+
 @vectorize(_SIG_P1, **_OPTS)
 def elu_f(x, alpha):  # pragma: no cover - compiled
-    return _elu_f(np.float64(x), alpha)
+    return _elu_both(x, (alpha, 1.0))[0]
 
 
 @vectorize(_SIG_P1, **_OPTS)
 def elu_d(x, alpha):  # pragma: no cover - compiled
-    return _elu_d(np.float64(x), alpha)
+    return _elu_both(x, (alpha, 1.0))[1]
 
 
 @vectorize(_SIG_P2, **_OPTS)
 def elu_b(x, dy, alpha):  # pragma: no cover - compiled
-    return np.float64(dy) * _elu_d(np.float64(x), alpha)
+    return dy * _elu_both(x, (alpha, 1.0))[1]
 
 
 @vectorize(_SIG1, **_OPTS)
 def selu_f(x):  # pragma: no cover - compiled
-    return SELU_SCALE * _elu_f(np.float64(x), SELU_ALPHA)
+    return _elu_both(x, _SELU)[0]
 
 
 @vectorize(_SIG1, **_OPTS)
 def selu_d(x):  # pragma: no cover - compiled
-    return SELU_SCALE * _elu_d(np.float64(x), SELU_ALPHA)
+    return _elu_both(x, _SELU)[1]
 
 
 @vectorize(_SIG2, **_OPTS)
 def selu_b(x, dy):  # pragma: no cover - compiled
-    return np.float64(dy) * (SELU_SCALE * _elu_d(np.float64(x), SELU_ALPHA))
+    return dy * _elu_both(x, _SELU)[1]
 
 
 # softplus(beta, threshold): x itself where x * beta > threshold, compared in x's dtype as
@@ -482,17 +618,17 @@ _SIG_P4 = ["float32(float32, float32, float32, float32, float64)",
 
 @vectorize(_SIG_P3, **_OPTS)
 def softplus_f(x, beta_t, threshold_t, beta):  # pragma: no cover - compiled
-    return x if x * beta_t > threshold_t else _softplus_body(np.float64(x), beta)
+    return x if x * beta_t > threshold_t else _softplus_both(x, beta)[0]
 
 
 @vectorize(_SIG_P3, **_OPTS)
 def softplus_d(x, beta_t, threshold_t, beta):  # pragma: no cover - compiled
-    return 1.0 if x * beta_t > threshold_t else _sig(np.float64(x) * beta)
+    return 1.0 if x * beta_t > threshold_t else _softplus_both(x, beta)[1]
 
 
 @vectorize(_SIG_P4, **_OPTS)
 def softplus_b(x, dy, beta_t, threshold_t, beta):  # pragma: no cover - compiled
-    return dy if x * beta_t > threshold_t else np.float64(dy) * _sig(np.float64(x) * beta)
+    return dy if x * beta_t > threshold_t else dy * _softplus_both(x, beta)[1]
 
 
 # gelu (exact) and gelu (tanh)
@@ -527,20 +663,27 @@ def gelu_tanh_b(x, dy):  # pragma: no cover - compiled
 
 
 # silu
+@njit(cache=True, inline="always")
+def _silu_both64(x):  # pragma: no cover - compiled
+    return x * _sig(x), _silu_d(x)
+
+
+_silu_both = _by_dtype(_silu_both32, _silu_both64)
+
+
 @vectorize(_SIG1, **_OPTS)
 def silu_f(x):  # pragma: no cover - compiled
-    xd = np.float64(x)
-    return xd * _sig(xd)
+    return _silu_both(x)[0]
 
 
 @vectorize(_SIG1, **_OPTS)
 def silu_d(x):  # pragma: no cover - compiled
-    return _silu_d(np.float64(x))
+    return _silu_both(x)[1]
 
 
 @vectorize(_SIG2, **_OPTS)
 def silu_b(x, dy):  # pragma: no cover - compiled
-    return np.float64(dy) * _silu_d(np.float64(x))
+    return dy * _silu_both(x)[1]
 
 
 # softmax / log_softmax over the last axis of a 2-D C-contiguous array, in float64:
@@ -695,10 +838,9 @@ def softplus_fb(x, dy, y, dx, beta_t, threshold_t, beta):  # pragma: no cover - 
     for i in range(x.size):
         xi = x[i]
         dyi = dy[i]
-        xd = np.float64(xi)
         lin = xi * beta_t > threshold_t
-        yv = _softplus_body(xd, beta)
-        dv = np.float64(dyi) * _sig(xd * beta)
+        yv, sv = _softplus_both(xi, beta)
+        dv = dyi * sv
         # both evaluated, then selected (a branch would stop the loop vectorising)
         y[i] = xi if lin else yv
         dx[i] = dyi if lin else dv
@@ -715,17 +857,17 @@ def gelu_fb(x, dy, y, dx):  # pragma: no cover - compiled
 @njit(**_FB_OPTS)
 def elu_fb(x, dy, y, dx, alpha):  # pragma: no cover - compiled
     for i in range(x.size):
-        xi = np.float64(x[i])
-        y[i] = _elu_f(xi, alpha)
-        dx[i] = np.float64(dy[i]) * _elu_d(xi, alpha)
+        f, d = _elu_both(x[i], (alpha, 1.0))
+        y[i] = f
+        dx[i] = dy[i] * d
 
 
 @njit(**_FB_OPTS)
 def selu_fb(x, dy, y, dx):  # pragma: no cover - compiled
     for i in range(x.size):
-        xi = np.float64(x[i])
-        y[i] = SELU_SCALE * _elu_f(xi, SELU_ALPHA)
-        dx[i] = np.float64(dy[i]) * (SELU_SCALE * _elu_d(xi, SELU_ALPHA))
+        f, d = _elu_both(x[i], _SELU)
+        y[i] = f
+        dx[i] = dy[i] * d
 
 
 @njit(**_FB_OPTS)
@@ -739,9 +881,9 @@ def gelu_tanh_fb(x, dy, y, dx):  # pragma: no cover - compiled
 @njit(**_FB_OPTS)
 def silu_fb(x, dy, y, dx):  # pragma: no cover - compiled
     for i in range(x.size):
-        xi = np.float64(x[i])
-        y[i] = xi * _sig(xi)
-        dx[i] = np.float64(dy[i]) * _silu_d(xi)
+        f, d = _silu_both(x[i])
+        y[i] = f
+        dx[i] = dy[i] * d
 
 
 @njit(cache=True, error_model="numpy")

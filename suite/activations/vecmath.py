@@ -330,6 +330,27 @@ def exp32(x):  # pragma: no cover - compiled
     return y if x == x else x  # noqa: PLR0124 - NaN
 
 
+_SCALE_F = 64
+_TWO_M64_F = _f32(2.0**-64)
+_SCALED_LO_F = _f32(-120.0)
+
+
+@njit(inline="always")
+def exp32_scaled(x):  # pragma: no cover - compiled
+    """e^x · 2^64 for float32 x <= 0, in float32 arithmetic (exp32's reduction and
+    polynomial, one exact scaling): normal down to x = -104, so that a product with a result
+    in the subnormals (e^x for x < -87.3) keeps its digits and rounds once when the caller
+    multiplies it by 2^-64 (:data:`_TWO_M64_F`) at the end. Below x = -120 it is 0 (x e^x
+    rounds to 0 from x = -109); x > 0 is not supported (2^64 e^x overflows from x = 44);
+    NaN propagates."""
+    kf, hi, lo = _reduce32(_clamp32(x, _SCALED_LO_F, _ZERO_F))
+    r = hi - lo
+    p = _ONE_F + (r + (((hi - r) - lo) + _expm1_poly32(r)))
+    y = p * _pow2_32(np.int32(np.int32(kf) + _SCALE_F))
+    y = y if x >= _SCALED_LO_F else _ZERO_F
+    return y if x == x else x  # noqa: PLR0124 - NaN
+
+
 @njit(inline="always")
 def expm1_32(x):  # pragma: no cover - compiled
     """e^x - 1 for float32 x, in float32 arithmetic (see ``expm1``)."""
