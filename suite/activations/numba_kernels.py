@@ -354,10 +354,10 @@ def _gelu_tanh_both64(x):  # pragma: no cover - compiled
 
 
 # gelu(tanh) of a float32: v = 2β(x + κx³) in float64, split into float32 vh + vl (v computed
-# in float32 cost up to 2.2 ulps + κ at x = -1.4; v rounded once to float32 and vl dropped,
-# 1.8); e = exp(-|v|) = exp32(-|vh|)(1 ∓ vl) and σ(±|v|) from e in float32 as in _sig_both32; f' combined in
-# float64, and near f''s zero the float32 Taylor series (11 terms: the rest is < 0.01 ulp
-# on |h| < 0.25)
+# in float32 cost up to 2.2 ulps + κ at x = -1.4); e = exp(-|v|) = exp32(-|vh|)(1 ∓ vl) and
+# the unrounded parts of σ(±|v|) from e in float32 (_sig_pair32); f and f' combined from them
+# in float64 and rounded once; near f''s zero the float32 Taylor series (11 terms: the rest
+# is < 0.01 ulp on |h| < 0.25)
 _GELU_TANH0_32 = _series_at_zero32(SERIES["gelu_tanh"][0], SERIES["gelu_tanh"][2], 11)
 _2BETA_F = np.float32(2 * _BETA)
 _2BETA_3KAPPA_F = np.float32(2 * _BETA * 3 * _KAPPA)
