@@ -671,11 +671,18 @@ def compute_bound(optimizers: Sequence[str] = tuple(BENCH_HYPER), threads: int =
     return pd.DataFrame(rows)
 
 
+#: activations timed by :func:`activation_speed` besides ``activations.NAMES`` (their
+#: defaults): label -> (name, parameters)
+ACTIVATION_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "gelu(approximate=tanh)": ("gelu", {"approximate": "tanh"})}
+
+
 def activation_speed(names: Sequence[str] | None = None, size: int = 1_000_000,
                      threads: int = 1, repeats: int = 9) -> pd.DataFrame:
     """Forward + backward of each activation on ``size`` float32 elements: ours (``numba``:
     forward then backward; ``numba-fused``: ``forward_backward``; ``numpy``) against torch's
-    function plus autograd's backward, in one process on ``threads`` threads.
+    function plus autograd's backward, in one process on ``threads`` threads. ``names``:
+    activation names or labels of :data:`ACTIVATION_VARIANTS` (default: all of both).
 
     Each implementation is timed right after torch in every round (:func:`paired_times`), and
     ``speedup`` is the median over rounds of torch's time over ours (> 1: ours faster;
@@ -686,29 +693,35 @@ def activation_speed(names: Sequence[str] | None = None, size: int = 1_000_000,
 
     from suite import activations
 
+    labels = list(names or (*activations.NAMES, *ACTIVATION_VARIANTS))
+    unknown = [a for a in labels if a not in activations.NAMES and a not in ACTIVATION_VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown activation(s) {', '.join(map(repr, unknown))}; expected "
+                         f"names from {', '.join((*activations.NAMES, *ACTIVATION_VARIANTS))}")
     got = set_threads(threads)
     rows = []
-    for name in names or activations.NAMES:
+    for label in labels:
+        name, params = ACTIVATION_VARIANTS.get(label, (label, {}))
         x = np.random.default_rng(0).standard_normal(size).astype(np.float32)
         dy = np.ones(size, dtype=np.float32)
         if name in ("softmax", "log_softmax"):
             x, dy = x.reshape(-1, 1000), dy.reshape(-1, 1000)
         tx = torch.from_numpy(x).requires_grad_(True)
         tdy = torch.from_numpy(dy)
-        f_t = activations.get(name).torch_fn()
+        f_t = activations.get(name, **params).torch_fn()
 
         def torch_fb(tx: Any = tx, tdy: Any = tdy, f_t: Any = f_t) -> None:
             tx.grad = None
             f_t(tx).backward(tdy)
 
-        nb = activations.get(name, backend="numba")
-        npy = activations.get(name, backend="numpy")
+        nb = activations.get(name, backend="numba", **params)
+        npy = activations.get(name, backend="numpy", **params)
         fns = {"torch": torch_fb,
                "numba": lambda a=nb, x=x, dy=dy: (a.forward(x), a.backward(x, dy)),
                "numba-fused": lambda a=nb, x=x, dy=dy: a.forward_backward(x, dy),
                "numpy": lambda a=npy, x=x, dy=dy: (a.forward(x), a.backward(x, dy))}
         best, spread = paired_times(fns, repeats, reference="torch", clock=clock_for(threads))
-        rows.extend({"activation": name, "implementation": impl, "size": size,
+        rows.extend({"activation": label, "implementation": impl, "size": size,
                      "threads": threads, "clock": clock_for(threads), "seconds": best[impl],
                      "torch_seconds": best["torch"],
                      "speedup": 1 / best[f"{impl}/torch"], "spread": spread[f"{impl}/torch"],

@@ -160,3 +160,30 @@ def test_run_part_and_report_section(tmp_path, monkeypatch):
     ours = frame.implementation != "torch.nn.functional"
     assert f"references: 0 of {int(ours.sum())} cells over the bound" in page
     assert f"torch.nn.functional: {len(over)} of {int((~ours).sum())}" in page
+
+
+def _float32_sample(zero):
+    """float32 inputs of both signs: every (2**17 + 1)-th bit pattern from 2**-12 to 16, 2000
+    uniform draws in [-4, 4], and the 401 float32s around ``zero`` (f''s zero)."""
+    lo, hi = np.array([2.0**-12, 16.0], np.float32).view(np.uint32)
+    pos = np.arange(lo, hi, 2**17 + 1, dtype=np.uint32).view(np.float32)
+    draws = np.random.default_rng(5).uniform(-4, 4, 2000).astype(np.float32)
+    z = np.array([zero], np.float32).view(np.int32)[0]  # negative: bits grow away from 0
+    near = np.arange(z - 200, z + 201, dtype=np.int32).view(np.float32)
+    return np.unique(np.concatenate([pos, -pos, draws, near]))
+
+
+@pytest.mark.parametrize(("name", "params", "zero"), [
+    ("gelu", {}, _series.SERIES["gelu"][0]),
+    ("gelu", {"approximate": "tanh"}, _series.SERIES["gelu_tanh"][0])], ids=str)
+def test_numba_float32_path_within_bound(name, params, zero):
+    """The numba kernels that compute float32 inputs in float32 arithmetic, on a dense float32
+    sample against mpmath: within 2 ulps + κ, forward and derivative (about a second each)."""
+    x = _float32_sample(zero)
+    act = A.get(name, backend="numba", **params)
+    for quantity, got in (("forward", act.forward(x)), ("derivative", act.derivative(x))):
+        assert got.dtype == np.float32
+        hi, lo, kappa = accuracy.truth(name, x, quantity, **params)
+        excess = accuracy.ulp_error(got, hi, lo, "float32") - kappa
+        k = int(np.argmax(excess))
+        assert excess[k] <= accuracy.BOUNDS["numba"]["float32"], (quantity, x[k], excess[k])

@@ -1,5 +1,5 @@
 """The Numba kernels that compute float32 inputs in float32 arithmetic (sigmoid, silu,
-softplus, elu, selu), on dense samples of
+softplus, elu, selu, gelu and its tanh form), on dense samples of
 float32 bit patterns, against the float64 NumPy path (an independent formula: its own error is
 a few float64 ulps, ~1e-8 float32 ulps) and the bound of suite.activations.accuracy: error <=
 2 ulp + κ, with κ = |x g'/g| from float64 closed forms written here.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.special
 
 from suite import activations as A
 from suite.activations import accuracy
@@ -41,6 +42,20 @@ def _elu64(x: np.ndarray, alpha: float, scale: float) -> tuple[np.ndarray, ...]:
             scale * np.where(neg, alpha * ex, 1.0), scale * np.where(neg, alpha * ex, 0.0))
 
 
+def _gelu64(x: np.ndarray) -> tuple[np.ndarray, ...]:
+    cdf, pdf = scipy.special.ndtr(x), np.exp(-x * x / 2) / np.sqrt(2 * np.pi)
+    return x * cdf, cdf + x * pdf, pdf * (2 - x * x)
+
+
+def _gelu_tanh64(x: np.ndarray) -> tuple[np.ndarray, ...]:
+    beta, kappa = A._GELU_BETA, A._GELU_KAPPA
+    v = 2 * beta * (x + kappa * x**3)
+    v1 = 2 * beta * (1 + 3 * kappa * x**2)
+    s, sp = _sig(v), _sigp(v)
+    return x * s, s + x * v1 * sp, sp * (2 * v1 + x * 12 * beta * kappa * x
+                                         - x * v1**2 * np.tanh(v / 2))
+
+
 # name, params, (f, f', f'') in float64 for κ
 CASES = {
     "sigmoid": ({}, lambda x: (_sig(x), _sigp(x), -_sigp(x) * np.tanh(x / 2))),
@@ -51,6 +66,8 @@ CASES = {
                            lambda x: (_softplus64(x, 0.3), _sig(0.3 * x), 0.3 * _sigp(0.3 * x))),
     "elu(alpha=0.3)": ({"alpha": 0.3}, lambda x: _elu64(x, 0.3, 1.0)),
     "selu": ({}, lambda x: _elu64(x, A.SELU_ALPHA, A.SELU_SCALE)),
+    "gelu": ({}, _gelu64),
+    "gelu(approximate=tanh)": ({"approximate": "tanh"}, _gelu_tanh64),
 }
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit, types, vectorize
 from numba.extending import overload
 
-from suite.activations import vecmath
+from suite.activations import vecmath, vecmath_erf
 from suite.activations._series import SERIES, WINDOW
 from suite.activations.vecmath_erf import _rational as _erf_rational
 from suite.activations.vecmath_erf import _two_square, erf_small
@@ -58,6 +58,23 @@ def _series_at_zero(x0_hi: float, x0_lo: float, c: tuple[float, ...]) -> Any:
 
 _SILU0, _GELU0, _GELU_TANH0 = (_series_at_zero(hi, lo, c) for hi, lo, c in
                                (SERIES["silu"], SERIES["gelu"], SERIES["gelu_tanh"]))
+
+
+def _series_at_zero32(x0: float, c: tuple[float, ...], terms: int) -> Any:
+    """:func:`_series_at_zero` in float32 arithmetic, for float32 kernels: x0 split into two
+    float32s (x - X0_HI is exact near x0), the first ``terms`` coefficients as float32
+    constants (fewer terms reach float32's precision on the same window)."""
+    hi = np.float32(x0)
+    lo = np.float32(x0 - np.float64(hi))
+    cs = [np.float32(ck) for ck in c[:terms]]
+    namespace: dict[str, Any] = {"fma": vecmath._fma, "X0_HI": hi, "X0_LO": lo,
+                                 "WINDOW": np.float32(WINDOW),
+                                 **{f"C{k}": ck for k, ck in enumerate(cs)}}
+    lines = ["def at_zero(x, closed):", "    h = (x - X0_HI) - X0_LO", f"    p = C{terms - 1}"]
+    lines += [f"    p = fma(p, h, C{k})" for k in reversed(range(terms - 1))]
+    lines += ["    return p * h if abs(h) < WINDOW else closed"]
+    exec("\n".join(lines), namespace)  # noqa: S102 - source built from the constants above
+    return njit(inline="always")(namespace["at_zero"])
 
 
 @njit(cache=True, inline="always")
@@ -241,6 +258,65 @@ def _gelu_both(x):  # pragma: no cover - compiled
     return (x, x) if x != x else (fwd, d)  # noqa: PLR0124 - NaN propagates
 
 
+# Exact GELU of a float32: the same pieces, float32 arithmetic where their errors stay inside
+# the bound, float64 where they would not. E = exp32(-hi/2) (1 - lo/2) with x² = hi + lo
+# split in float32 (< 0.9 ulp: exp32's own error); t <= 0.46875 and t > 4: Cody's rationals
+# evaluated in float32; 0.46875 < t <= 4 (x in [-5.7, -0.66]: the small condition numbers,
+# and f''s zero) the degree-8 erfcx rational in float64; Φ, gelu and gelu' combined in float64
+# and rounded once. Near f''s zero E multiplies the whole sum ½ erfcx(t) + x/√(2π), whose
+# float64 cancellation costs ~2**-29/|h| float32 ulps (κ ~ 0.75/|h|): no series needed.
+# x < -14.5: gelu rounds to -0 in float32 (x * 0, NaN for -inf); x > 14.5: gelu = x, gelu' = 1.
+_f32 = np.float32
+_GELU_LIM_F = _f32(14.5)
+_ERF_AN_F, _ERF_BN_F, _ERF_QN_F, _ERF_PN_F = (
+    tuple(_f32(c) for c in cs) for cs in (vecmath_erf._AN, vecmath_erf._BN, vecmath_erf._QN,
+                                         vecmath_erf._PN))
+_SQRPI_F = _f32(vecmath_erf._SQRPI)
+_SQRT1_2_F = _f32(_SQRT1_2)
+_THRESH_F = _f32(vecmath_erf._THRESH)
+_SPLIT_F = _f32(vecmath_erf._SPLIT)
+_MHALF_F = _f32(-0.5)
+
+
+@njit(cache=True, inline="always")
+def _gelu_both32(x):  # pragma: no cover - compiled
+    """(gelu(x), gelu'(x)) of a float32 (float32 results)."""
+    xc = min(max(x, -_GELU_LIM_F), _GELU_LIM_F)
+    t = abs(xc) * _SQRT1_2_F
+    z = t * t
+    # t <= 0.46875: erf(t)/t - 2/√π = A(z)/B(z); t > 4: erfcx from P and Q (vecmath_erf)
+    n1 = vecmath_erf._horner(_ERF_AN_F, z)
+    d1 = vecmath_erf._horner(_ERF_BN_F, z)
+    zq = z * vecmath_erf._horner(_ERF_QN_F, z)
+    n3 = vecmath._fma(_SQRPI_F, zq, -vecmath_erf._horner(_ERF_PN_F, z))
+    d3 = t * zq
+    small = t <= _THRESH_F
+    mid = t <= _SPLIT_F
+    q13 = (n1 if small else n3) / (d1 if small else d3)
+    xd = np.float64(xc)
+    td = abs(xd) * _SQRT1_2
+    q2 = vecmath_erf._horner(vecmath_erf._CN, td) / vecmath_erf._horner(vecmath_erf._DN, td)
+    hi = xc * xc
+    lo = vecmath._fma(xc, xc, -hi)
+    ef = np.float64(vecmath.exp32(_MHALF_F * hi)) * (1.0 - 0.5 * np.float64(lo))
+    # erf(t) = t (2/√π + q13), t <= 0.46875, in float64: q13 ~ -0.07 is 6% of the sum, so its
+    # float32 error is damped 16x (erf in float32 cost up to 3.2 ulps + κ in gelu' at x = -0.63,
+    # where Φ + xφ cancels)
+    erf_s = td * (vecmath_erf._TWO_SQRTPI_HI + np.float64(q13))
+    p = ef * (0.5 * (q2 if mid else np.float64(q13)))  # Φ(-|x|) = ½ E erfcx(t), t > 0.46875
+    pos = xc >= 0
+    cdf = 0.5 + 0.5 * (erf_s if pos else -erf_s) if small else (1.0 - p if pos else p)
+    # gelu = x Φ, gelu' = Φ + x φ (the float64 sum's cancellation near gelu''s zero is far
+    # below κ)
+    fwd = np.float32(xd * cdf)
+    d = np.float32(vecmath._fma(xd, ef * _INV_SQRT_2PI, cdf))
+    fwd = x if x > _GELU_LIM_F else (x * _f32(0.0) if x < -_GELU_LIM_F else fwd)
+    return (x, x) if x != x else (fwd, d)  # noqa: PLR0124 - NaN propagates
+
+
+_gelu_pair = _by_dtype(_gelu_both32, _gelu_both)
+
+
 @njit(cache=True, inline="always")
 def _gelu_f(x):  # pragma: no cover - compiled
     return _gelu_both(x)[0]
@@ -270,6 +346,62 @@ def _gelu_tanh_d(x):  # pragma: no cover - compiled
     xc, x_sq, v = _gelu_tanh_v(x)
     return _at_zero(x, _GELU_TANH0,
                     _sig(v) + xc * (2 * _BETA * (1 + 3 * _KAPPA * x_sq)) * _sigp(v))
+
+
+@njit(cache=True, inline="always")
+def _gelu_tanh_both64(x):  # pragma: no cover - compiled
+    return _gelu_tanh_f(x), _gelu_tanh_d(x)
+
+
+# gelu(tanh) of a float32: v = 2β(x + κx³) in float64, split into float32 vh + vl (v computed
+# in float32 cost up to 2.2 ulps + κ at x = -1.4); e = exp(-|v|) = exp32(-|vh|)(1 ∓ vl) and
+# the unrounded parts of σ(±|v|) from e in float32 (_sig_pair32); f and f' combined from them
+# in float64 and rounded once; near f''s zero the float32 Taylor series (11 terms: the rest
+# is < 0.01 ulp on |h| < 0.25)
+_GELU_TANH0_32 = _series_at_zero32(SERIES["gelu_tanh"][0], SERIES["gelu_tanh"][2], 11)
+_2BETA_F = np.float32(2 * _BETA)
+_2BETA_3KAPPA_F = np.float32(2 * _BETA * 3 * _KAPPA)
+_LIM = 1e4
+
+
+@njit(cache=True, inline="always")
+def _sig_pair32(e):  # pragma: no cover - compiled
+    """(r0, rc, q0, qc) in float32 with 1 / (1 + e) = r0 + rc and e / (1 + e) = q0 + qc to
+    O(u²) (for e = exp(-|v|): σ(|v|) and σ(-|v|)): 1 + e = d + dl exactly, one division
+    r0 = 1 / d and a Newton step each (the sigmoid's compensated division)."""
+    d = _F1 + e
+    dl = (_F1 - d) + e
+    r0 = _F1 / d
+    rc = r0 * (vecmath._fma(-r0, d, _F1) - r0 * dl)
+    q0 = e * r0
+    qc = r0 * (vecmath._fma(-q0, d, e) - q0 * dl)
+    return r0, rc, q0, qc
+
+
+@njit(cache=True, inline="always")
+def _gelu_tanh_both32(x):  # pragma: no cover - compiled
+    """(gelu(x), gelu'(x)), tanh form, of a float32."""
+    xd = min(max(np.float64(x), -_LIM), _LIM)
+    v = 2 * (_BETA * (xd + _KAPPA * (xd * xd) * xd))
+    vh = np.float32(v)
+    vl = np.float32(v - np.float64(vh))
+    pos = vh >= 0
+    e = vecmath.exp32(-abs(vh))
+    # exp(-|vh + vl|) = e (1 -+ vl) to first order (|vl| <= 2**-24 |v|; e = 0 beyond |v| > 104)
+    e = vecmath._fma(e, -vl if pos else vl, e)
+    r0, rc, q0, qc = _sig_pair32(e)
+    s0, sc, o0, oc = (r0, rc, q0, qc) if pos else (q0, qc, r0, rc)  # σ(v), 1 - σ(v)
+    s = np.float64(s0) + np.float64(sc)
+    om = np.float64(o0) + np.float64(oc)
+    # f = x σ(v), f' = σ(v) (1 + x v'(x) (1 - σ(v))) in float64 from the unrounded σ(±|v|)
+    # (from σ(v) rounded to float32: up to 1.95 ulps + κ in f' at x = -1.22 on every 61st
+    # float32; the float32 σ(v) + x v' σ'(v): ~3 ulps at x = -1.7)
+    t = xd * (2 * _BETA * (1 + 3 * _KAPPA * (xd * xd)))
+    d = np.float32(s * (1 + t * om))
+    return np.float32(np.float64(x) * s), _GELU_TANH0_32(np.float32(xd), d)
+
+
+_gelu_tanh_both = _by_dtype(_gelu_tanh_both32, _gelu_tanh_both64)
 
 
 @njit(cache=True, inline="always")
@@ -508,32 +640,32 @@ def softplus_b(x, dy, beta_t, threshold_t, beta):  # pragma: no cover - compiled
 # gelu (exact) and gelu (tanh)
 @vectorize(_SIG1, **_OPTS)
 def gelu_f(x):  # pragma: no cover - compiled
-    return _gelu_f(np.float64(x))
+    return _gelu_pair(x)[0]
 
 
 @vectorize(_SIG1, **_OPTS)
 def gelu_d(x):  # pragma: no cover - compiled
-    return _gelu_d(np.float64(x))
+    return _gelu_pair(x)[1]
 
 
 @vectorize(_SIG2, **_OPTS)
 def gelu_b(x, dy):  # pragma: no cover - compiled
-    return np.float64(dy) * _gelu_d(np.float64(x))
+    return dy * _gelu_pair(x)[1]
 
 
 @vectorize(_SIG1, **_OPTS)
 def gelu_tanh_f(x):  # pragma: no cover - compiled
-    return _gelu_tanh_f(np.float64(x))
+    return _gelu_tanh_both(x)[0]
 
 
 @vectorize(_SIG1, **_OPTS)
 def gelu_tanh_d(x):  # pragma: no cover - compiled
-    return _gelu_tanh_d(np.float64(x))
+    return _gelu_tanh_both(x)[1]
 
 
 @vectorize(_SIG2, **_OPTS)
 def gelu_tanh_b(x, dy):  # pragma: no cover - compiled
-    return np.float64(dy) * _gelu_tanh_d(np.float64(x))
+    return dy * _gelu_tanh_both(x)[1]
 
 
 # silu
@@ -730,9 +862,9 @@ def softplus_fb(x, dy, y, dx, beta_t, threshold_t, beta):  # pragma: no cover - 
 @njit(**_FB_OPTS)
 def gelu_fb(x, dy, y, dx):  # pragma: no cover - compiled
     for i in range(x.size):
-        f, d = _gelu_both(np.float64(x[i]))
+        f, d = _gelu_pair(x[i])
         y[i] = f
-        dx[i] = np.float64(dy[i]) * d
+        dx[i] = dy[i] * d
 
 
 @njit(**_FB_OPTS)
@@ -754,9 +886,9 @@ def selu_fb(x, dy, y, dx):  # pragma: no cover - compiled
 @njit(**_FB_OPTS)
 def gelu_tanh_fb(x, dy, y, dx):  # pragma: no cover - compiled
     for i in range(x.size):
-        xi = np.float64(x[i])
-        y[i] = _gelu_tanh_f(xi)
-        dx[i] = np.float64(dy[i]) * _gelu_tanh_d(xi)
+        f, d = _gelu_tanh_both(x[i])
+        y[i] = f
+        dx[i] = dy[i] * d
 
 
 @njit(**_FB_OPTS)
