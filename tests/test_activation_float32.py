@@ -160,7 +160,7 @@ def test_contiguous_loops_equal_the_strided_ufuncs_bit_for_bit(dtype: type) -> N
     assert not xs.flags.c_contiguous
     for name, params in [("sigmoid", {}), ("silu", {}), ("tanh", {}), ("softplus", {}),
                          ("softplus", {"beta": 0.3, "threshold": 5.0}), ("elu", {"alpha": 0.7}),
-                         ("selu", {})]:
+                         ("selu", {}), ("gelu", {}), ("gelu", {"approximate": "tanh"})]:
         act = A.get(name, backend="numba", **params)
         with np.errstate(all="ignore"):
             pairs = [(act.forward(x), act.forward(xs)), (act.derivative(x), act.derivative(xs)),

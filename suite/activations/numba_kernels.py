@@ -955,12 +955,10 @@ def _softmax_fb_row(x, dy, y, dx, i, e, dr, g, log, exact):  # pragma: no cover 
 # Measured: softmax <= 1.35 ulp, log_softmax <= 0.5 ulp (tests/test_activations_losses.py's
 # hard rows). Rows with a NaN or an infinite maximum run the float64-arithmetic row code above
 # (NaN rows, and x - inf = NaN as torch has it), as float32 rows did before.
-_F0 = np.float32(0.0)
 _D_FLOOR = np.float32(-110.0)  # exp(d) rounds to 0 in float32 below -104
 _KEY_PINF = 0x7F800000  # order key (int32) of +inf; of -inf: -1 - that
 _KEY_NINF = -1 - 0x7F800000
 _TWO_M64 = 2.0**-64  # e is kept times 2^64
-_TWO_M64_F = np.float32(_TWO_M64)
 
 
 @njit(inline="always")
@@ -1107,6 +1105,52 @@ def _softplus_p(x, p):  # pragma: no cover - compiled
     return (x if lin else f), (np.float64(1.0) if lin else np.float64(d))
 
 
+@njit(cache=True, inline="always")
+def _gelu_p(x, p):  # pragma: no cover - compiled
+    return _gelu_pair(x)
+
+
+@njit(cache=True, inline="always")
+def _gelu_tanh_p(x, p):  # pragma: no cover - compiled
+    return _gelu_tanh_both(x)
+
+
+@njit(**_FB_OPTS)
+def _gelu_fwd(x, out, p):  # pragma: no cover - compiled
+    for i in range(x.size):
+        out[i] = _gelu_p(x[i], p)[0]
+
+
+@njit(**_FB_OPTS)
+def _gelu_der(x, out, p):  # pragma: no cover - compiled
+    for i in range(x.size):
+        out[i] = _gelu_p(x[i], p)[1]
+
+
+@njit(**_FB_OPTS)
+def _gelu_bwd(x, dy, out, p):  # pragma: no cover - compiled
+    for i in range(x.size):
+        out[i] = dy[i] * _gelu_p(x[i], p)[1]
+
+
+@njit(**_FB_OPTS)
+def _gelu_tanh_fwd(x, out, p):  # pragma: no cover - compiled
+    for i in range(x.size):
+        out[i] = _gelu_tanh_p(x[i], p)[0]
+
+
+@njit(**_FB_OPTS)
+def _gelu_tanh_der(x, out, p):  # pragma: no cover - compiled
+    for i in range(x.size):
+        out[i] = _gelu_tanh_p(x[i], p)[1]
+
+
+@njit(**_FB_OPTS)
+def _gelu_tanh_bwd(x, dy, out, p):  # pragma: no cover - compiled
+    for i in range(x.size):
+        out[i] = dy[i] * _gelu_tanh_p(x[i], p)[1]
+
+
 @njit(**_FB_OPTS)
 def _sigmoid_fwd(x, out, p):  # pragma: no cover - compiled
     for i in range(x.size):
@@ -1201,7 +1245,12 @@ def _elu_bwd(x, dy, out, p):  # pragma: no cover - compiled
 # keys by the pickled closure (a new key in every process: nothing was ever reused)
 _MAPS = {name: (globals()[f"_{key}_fwd"], globals()[f"_{key}_der"], globals()[f"_{key}_bwd"])
          for name, key in (("sigmoid", "sigmoid"), ("silu", "silu"), ("tanh", "tanh"),
-                           ("softplus", "softplus"), ("elu", "elu"), ("selu", "elu"))}
+                           ("softplus", "softplus"), ("elu", "elu"), ("selu", "elu"),
+                           ("gelu", "gelu"), ("gelu_tanh", "gelu_tanh"))}
+
+
+def _key(name: str, params: dict[str, Any]) -> str:
+    return "gelu_tanh" if name == "gelu" and params.get("approximate") == "tanh" else name
 
 
 def _map_args(name: str, params: dict[str, Any], dtype: np.dtype) -> Any:
@@ -1260,17 +1309,17 @@ def forward(name: str, x: np.ndarray, **params: Any) -> np.ndarray:
         else:
             _softmax_rows(rows, out, name == "log_softmax", x.dtype == np.float64)
         return np.ascontiguousarray(back(out))
-    if name in _MAPS and _contiguous(x):
+    if _key(name, params) in _MAPS and _contiguous(x):
         out = np.empty_like(x)
-        _MAPS[name][0](x.reshape(-1), out.reshape(-1), _map_args(name, params, x.dtype))
+        _MAPS[_key(name, params)][0](x.reshape(-1), out.reshape(-1), _map_args(name, params, x.dtype))
         return out
     return _ufuncs(name, params)[0](x, *_extra(name, params, x.dtype))
 
 
 def derivative(name: str, x: np.ndarray, **params: Any) -> np.ndarray:
-    if name in _MAPS and _contiguous(x):
+    if _key(name, params) in _MAPS and _contiguous(x):
         out = np.empty_like(x)
-        _MAPS[name][1](x.reshape(-1), out.reshape(-1), _map_args(name, params, x.dtype))
+        _MAPS[_key(name, params)][1](x.reshape(-1), out.reshape(-1), _map_args(name, params, x.dtype))
         return out
     return _ufuncs(name, params)[1](x, *_extra(name, params, x.dtype))
 
@@ -1284,9 +1333,9 @@ def backward(name: str, x: np.ndarray, dy: np.ndarray, **params: Any) -> np.ndar
         # dx overwrites it
         _softmax_fb(rows, drows, out, out, name == "log_softmax")
         return np.ascontiguousarray(back(out))
-    if name in _MAPS and _contiguous(x, dy):
+    if _key(name, params) in _MAPS and _contiguous(x, dy):
         out = np.empty_like(x)
-        _MAPS[name][2](x.reshape(-1), dy.reshape(-1), out.reshape(-1),
+        _MAPS[_key(name, params)][2](x.reshape(-1), dy.reshape(-1), out.reshape(-1),
                        _map_args(name, params, x.dtype))
         return out
     return _ufuncs(name, params)[2](x, dy, *_extra(name, params, x.dtype))
