@@ -343,12 +343,12 @@ def exp32_scaled(x):  # pragma: no cover - compiled
     multiplies it by 2^-64 (:data:`_TWO_M64_F`) at the end. Below x = -120 it is 0 (x e^x
     rounds to 0 from x = -109); x > 0 is not supported (2^64 e^x overflows from x = 44);
     NaN propagates."""
-    kf, hi, lo = _reduce32(_clamp32(x, _SCALED_LO_F, _ZERO_F))
+    far = x < _SCALED_LO_F  # false for NaN, which then runs through the arithmetic
+    kf, hi, lo = _reduce32(_SCALED_LO_F if far else x)
     r = hi - lo
     p = _ONE_F + (r + (((hi - r) - lo) + _expm1_poly32(r)))
     y = p * _pow2_32(np.int32(np.int32(kf) + _SCALE_F))
-    y = y if x >= _SCALED_LO_F else _ZERO_F
-    return y if x == x else x  # noqa: PLR0124 - NaN
+    return _ZERO_F if far else y
 
 
 @njit(inline="always")
