@@ -149,9 +149,9 @@ def test_tails_and_specials_of_silu() -> None:
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_contiguous_loops_equal_the_strided_ufuncs_bit_for_bit(dtype: type) -> None:
-    """Contiguous arrays go through plain (vectorised) loops, strided ones through the
-    ufuncs: the same scalar functions, so the same bits, specials included."""
+def test_strided_inputs_give_the_contiguous_results_bit_for_bit(dtype: type) -> None:
+    """Strided arrays (a view with step 2) are copied into the contiguous loops: the same
+    values and dtype, specials included, and a 0-d input gives a scalar as a ufunc would."""
     rng = np.random.default_rng(1)
     x = (rng.standard_normal(4001) * 8).astype(dtype)
     x[:6] = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-40]
@@ -168,3 +168,6 @@ def test_contiguous_loops_equal_the_strided_ufuncs_bit_for_bit(dtype: type) -> N
         for got, want in pairs:
             assert got.dtype == want.dtype == dtype
             assert np.array_equal(got.view(np.uint8), want.view(np.uint8)), (name, params)
+        one = act.forward(x[7:8].reshape(()))
+        assert np.ndim(one) == 0
+        assert one == act.forward(x[7:8])[0]

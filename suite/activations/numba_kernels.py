@@ -1,11 +1,14 @@
-"""Numba backend of :mod:`suite.activations`: the same scalar formulas compiled into ufuncs.
+"""Numba backend of :mod:`suite.activations`: scalar formulas compiled into loops.
 
-Each elementwise activation has three ufuncs (float32 and float64 loops, no fastmath, cached):
-``f(x)``, ``f'(x)`` and the fused vector-Jacobian product ``dy * f'(x)`` (one pass, no
-temporary), and a fused ``forward_backward`` loop over contiguous arrays. Softmax and
-log_softmax run one compiled loop per row of the reduced axis. exp, expm1, log1p and tanh
-are :mod:`suite.activations.vecmath`'s pure-arithmetic versions, so the fused loops and the
-row passes compile to SIMD code (the ufuncs' strided element loops stay scalar).
+Each elementwise activation has one scalar function ``(x, p) -> (f(x), f'(x))`` per dtype
+(float32 inputs in float32 arithmetic where the error analysis allows it, float64 inputs in
+float64; no fastmath, cached), and plain loops over contiguous arrays that call it: forward,
+derivative, the vector-Jacobian product ``dy * f'(x)`` and the fused ``forward_backward``
+(strided inputs are copied to contiguous ones). relu and leaky_relu are ufuncs. Loops are
+compiled on first use per dtype (eager ufunc signatures compiled every kernel at import: about
+three minutes on a cold cache). Softmax and log_softmax run one compiled loop per row of the
+reduced axis. exp, expm1, log1p and tanh are :mod:`suite.activations.vecmath`'s
+pure-arithmetic versions, so the loops and the row passes compile to SIMD code.
 """
 
 from __future__ import annotations
@@ -466,37 +469,7 @@ _softplus_both = _by_dtype2(_softplus_both32, _softplus_both64)
 
 
 # sigmoid
-@vectorize(_SIG1, **_OPTS)
-def sigmoid_f(x):  # pragma: no cover - compiled
-    return _sig_both(x)[0]
-
-
-@vectorize(_SIG1, **_OPTS)
-def sigmoid_d(x):  # pragma: no cover - compiled
-    return _sig_both(x)[1]
-
-
-@vectorize(_SIG2, **_OPTS)
-def sigmoid_b(x, dy):  # pragma: no cover - compiled
-    return dy * _sig_both(x)[1]
-
-
 # tanh
-@vectorize(_SIG1, **_OPTS)
-def tanh_f(x):  # pragma: no cover - compiled
-    return _tanh_f(np.float64(x))
-
-
-@vectorize(_SIG1, **_OPTS)
-def tanh_d(x):  # pragma: no cover - compiled
-    return _tanh_d(np.float64(x))
-
-
-@vectorize(_SIG2, **_OPTS)
-def tanh_b(x, dy):  # pragma: no cover - compiled
-    return np.float64(dy) * _tanh_d(np.float64(x))
-
-
 # relu
 @vectorize(_SIG1, **_OPTS)
 def relu_f(x):  # pragma: no cover - compiled
@@ -533,8 +506,6 @@ def leaky_relu_b(x, dy, slope):  # pragma: no cover - compiled
 
 
 # elu(alpha), selu
-_SIG_P1 = ["float32(float32, float64)", "float64(float64, float64)"]
-_SIG_P2 = ["float32(float32, float32, float64)", "float64(float64, float64, float64)"]
 
 
 @njit(cache=True, inline="always")
@@ -593,90 +564,11 @@ _elu_both = _by_dtype2(_elu_both32, _elu_both64)
 _SELU = (SELU_ALPHA, SELU_SCALE)
 
 
-@vectorize(_SIG_P1, **_OPTS)
-def elu_f(x, alpha):  # pragma: no cover - compiled
-    return _elu_both(x, (alpha, 1.0))[0]
-
-
-@vectorize(_SIG_P1, **_OPTS)
-def elu_d(x, alpha):  # pragma: no cover - compiled
-    return _elu_both(x, (alpha, 1.0))[1]
-
-
-@vectorize(_SIG_P2, **_OPTS)
-def elu_b(x, dy, alpha):  # pragma: no cover - compiled
-    return dy * _elu_both(x, (alpha, 1.0))[1]
-
-
-@vectorize(_SIG1, **_OPTS)
-def selu_f(x):  # pragma: no cover - compiled
-    return _elu_both(x, _SELU)[0]
-
-
-@vectorize(_SIG1, **_OPTS)
-def selu_d(x):  # pragma: no cover - compiled
-    return _elu_both(x, _SELU)[1]
-
-
-@vectorize(_SIG2, **_OPTS)
-def selu_b(x, dy):  # pragma: no cover - compiled
-    return dy * _elu_both(x, _SELU)[1]
-
-
 # softplus(beta, threshold): x itself where x * beta > threshold, compared in x's dtype as
 # torch does (beta_t, threshold_t in x's dtype; beta in float64 for the formula)
-_SIG_P3 = ["float32(float32, float32, float32, float64)",
-           "float64(float64, float64, float64, float64)"]
-_SIG_P4 = ["float32(float32, float32, float32, float32, float64)",
-           "float64(float64, float64, float64, float64, float64)"]
-
-
-@vectorize(_SIG_P3, **_OPTS)
-def softplus_f(x, beta_t, threshold_t, beta):  # pragma: no cover - compiled
-    return x if x * beta_t > threshold_t else _softplus_both(x, beta)[0]
-
-
-@vectorize(_SIG_P3, **_OPTS)
-def softplus_d(x, beta_t, threshold_t, beta):  # pragma: no cover - compiled
-    return 1.0 if x * beta_t > threshold_t else _softplus_both(x, beta)[1]
-
-
-@vectorize(_SIG_P4, **_OPTS)
-def softplus_b(x, dy, beta_t, threshold_t, beta):  # pragma: no cover - compiled
-    return dy if x * beta_t > threshold_t else dy * _softplus_both(x, beta)[1]
 
 
 # gelu (exact) and gelu (tanh)
-@vectorize(_SIG1, **_OPTS)
-def gelu_f(x):  # pragma: no cover - compiled
-    return _gelu_pair(x)[0]
-
-
-@vectorize(_SIG1, **_OPTS)
-def gelu_d(x):  # pragma: no cover - compiled
-    return _gelu_pair(x)[1]
-
-
-@vectorize(_SIG2, **_OPTS)
-def gelu_b(x, dy):  # pragma: no cover - compiled
-    return dy * _gelu_pair(x)[1]
-
-
-@vectorize(_SIG1, **_OPTS)
-def gelu_tanh_f(x):  # pragma: no cover - compiled
-    return _gelu_tanh_both(x)[0]
-
-
-@vectorize(_SIG1, **_OPTS)
-def gelu_tanh_d(x):  # pragma: no cover - compiled
-    return _gelu_tanh_both(x)[1]
-
-
-@vectorize(_SIG2, **_OPTS)
-def gelu_tanh_b(x, dy):  # pragma: no cover - compiled
-    return dy * _gelu_tanh_both(x)[1]
-
-
 # silu
 @njit(cache=True, inline="always")
 def _silu_both64(x):  # pragma: no cover - compiled
@@ -684,21 +576,6 @@ def _silu_both64(x):  # pragma: no cover - compiled
 
 
 _silu_both = _by_dtype(_silu_both32, _silu_both64)
-
-
-@vectorize(_SIG1, **_OPTS)
-def silu_f(x):  # pragma: no cover - compiled
-    return _silu_both(x)[0]
-
-
-@vectorize(_SIG1, **_OPTS)
-def silu_d(x):  # pragma: no cover - compiled
-    return _silu_both(x)[1]
-
-
-@vectorize(_SIG2, **_OPTS)
-def silu_b(x, dy):  # pragma: no cover - compiled
-    return dy * _silu_both(x)[1]
 
 
 # softmax / log_softmax over the last axis of a 2-D C-contiguous array, in float64:
@@ -810,9 +687,9 @@ def _softmax_out_row(x, i, out, e, dr, log, exact):  # pragma: no cover - compil
 
 
 # Fused forward + backward: one pass, the function evaluated once per element, both outputs
-# written. Each body calls the same scalar functions as its forward and VJP ufuncs above, in
-# the same order, so the results are the same bits (tests/test_activations_losses.py checks
-# it). elu, selu and gelu(tanh) share no work between forward and backward, but one pass
+# written. Each body calls the same scalar functions as the separate forward and VJP loops
+# below, in the same order, so the results are the same bits (tests/test_activations_losses.py
+# checks it). elu, selu and gelu(tanh) share no work between forward and backward, but one pass
 # still reads x once. Plain loops over flat arrays, not scalar-core gufuncs: the gufunc
 # machinery's per-element call made relu's fused pass 4x slower than its two vectorised ufuncs.
 # The bodies are branch-free (selects), so LLVM vectorises them (vecmath's functions are pure
@@ -1087,9 +964,9 @@ def _softmax32_rows(x, dy, y, dx, log, backward):  # pragma: no cover - compiled
 _FUSED = {"sigmoid", "tanh", "relu", "leaky_relu", "softplus", "gelu", "silu", "elu", "selu"}
 
 
-# Separate forward, derivative and backward over contiguous arrays: the ufuncs' strided
-# element loops do not vectorise, so contiguous inputs go through plain loops over the same
-# scalar (x, p) -> (f, f') functions (the same bits: tests/test_activations_losses.py).
+# Separate forward, derivative and backward: plain loops over contiguous arrays (a ufunc's
+# strided element loop does not vectorise) over the same scalar (x, p) -> (f, f') functions as
+# the fused loops (the same bits: tests/test_activations_losses.py).
 @njit(cache=True, inline="always")
 def _sig_p(x, p):  # pragma: no cover - compiled
     return _sig_both(x)
@@ -1272,9 +1149,15 @@ def _map_args(name: str, params: dict[str, Any], dtype: np.dtype) -> Any:
     return 0.0
 
 
-def _contiguous(x: np.ndarray, *more: np.ndarray) -> bool:
-    return x.ndim >= 1 and all(a.flags.c_contiguous and a.dtype == x.dtype
-                               for a in (x, *more)) and x.dtype in (np.float32, np.float64)
+def _run_map(name: str, params: dict[str, Any], which: int, x: np.ndarray,
+             *dy: np.ndarray) -> Any:
+    """forward (0), derivative (1) or backward (2, with dy) through the loops above; strided
+    inputs are copied to contiguous ones first. A 0-d input gives a NumPy scalar, as a ufunc
+    would."""
+    out = np.empty(x.shape, x.dtype)
+    flat = [np.ascontiguousarray(a).reshape(-1) for a in (x, *dy)]
+    _MAPS[_key(name, params)][which](*flat, out.reshape(-1), _map_args(name, params, x.dtype))
+    return out[()] if out.ndim == 0 else out
 
 
 def _rows(x: np.ndarray, dim: int) -> tuple[np.ndarray, Any]:
@@ -1318,18 +1201,14 @@ def forward(name: str, x: np.ndarray, **params: Any) -> np.ndarray:
         else:
             _softmax_rows(rows, out, name == "log_softmax", x.dtype == np.float64)
         return np.ascontiguousarray(back(out))
-    if _key(name, params) in _MAPS and _contiguous(x):
-        out = np.empty_like(x)
-        _MAPS[_key(name, params)][0](x.reshape(-1), out.reshape(-1), _map_args(name, params, x.dtype))
-        return out
+    if _key(name, params) in _MAPS:
+        return _run_map(name, params, 0, x)
     return _ufuncs(name, params)[0](x, *_extra(name, params, x.dtype))
 
 
 def derivative(name: str, x: np.ndarray, **params: Any) -> np.ndarray:
-    if _key(name, params) in _MAPS and _contiguous(x):
-        out = np.empty_like(x)
-        _MAPS[_key(name, params)][1](x.reshape(-1), out.reshape(-1), _map_args(name, params, x.dtype))
-        return out
+    if _key(name, params) in _MAPS:
+        return _run_map(name, params, 1, x)
     return _ufuncs(name, params)[1](x, *_extra(name, params, x.dtype))
 
 
@@ -1342,11 +1221,8 @@ def backward(name: str, x: np.ndarray, dy: np.ndarray, **params: Any) -> np.ndar
         # dx overwrites it
         _softmax_fb(rows, drows, out, out, name == "log_softmax")
         return np.ascontiguousarray(back(out))
-    if _key(name, params) in _MAPS and _contiguous(x, dy):
-        out = np.empty_like(x)
-        _MAPS[_key(name, params)][2](x.reshape(-1), dy.reshape(-1), out.reshape(-1),
-                       _map_args(name, params, x.dtype))
-        return out
+    if _key(name, params) in _MAPS:
+        return _run_map(name, params, 2, x, dy)
     return _ufuncs(name, params)[2](x, dy, *_extra(name, params, x.dtype))
 
 
