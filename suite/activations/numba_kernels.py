@@ -43,7 +43,7 @@ expm1 = vecmath.expm1
 log1p = vecmath.log1p
 log = math.log
 tanh = vecmath.tanh
-erfc = math.erfc
+
 
 def _series_at_zero(x0_hi: float, x0_lo: float, c: tuple[float, ...]) -> Any:
     """A compiled ``f(x, closed)``: the Taylor series c_1 h + ... + c_n h^n at h = (x - x0_hi)
@@ -327,16 +327,6 @@ def _gelu_both32(x):  # pragma: no cover - compiled
 
 
 _gelu_pair = _by_dtype(_gelu_both32, _gelu_both)
-
-
-@njit(cache=True, inline="always")
-def _gelu_f(x):  # pragma: no cover - compiled
-    return _gelu_both(x)[0]
-
-
-@njit(cache=True, inline="always")
-def _gelu_d(x):  # pragma: no cover - compiled
-    return _gelu_both(x)[1]
 
 
 @njit(cache=True, inline="always")
