@@ -270,23 +270,40 @@ def _gelu_both(x):  # pragma: no cover - compiled
     return (x, x) if x != x else (fwd, d)  # noqa: PLR0124 - NaN propagates
 
 
-# Exact GELU of a float32: the same pieces, float32 arithmetic where their errors stay inside
-# the bound, float64 where they would not. E = exp32(-hi/2) (1 - lo/2) with x² = hi + lo
-# split in float32 (< 0.9 ulp: exp32's own error); t <= 0.46875 and t > 4: Cody's rationals
-# evaluated in float32; 0.46875 < t <= 4 (x in [-5.7, -0.66]: the small condition numbers,
-# and f''s zero) the degree-8 erfcx rational in float64; Φ, gelu and gelu' combined in float64
-# and rounded once. Near f''s zero E multiplies the whole sum ½ erfcx(t) + x/√(2π), whose
-# float64 cancellation costs ~2**-29/|h| float32 ulps (κ ~ 0.75/|h|): no series needed.
+# Exact GELU of a float32: float32 approximations whose errors the float64 combination damps.
+#   |x| <= 0.6629: Φ = ½ + x P(x²), P of degree 4: P(0) in float64, the rest in float32
+#     (x P(x²) <= Φ in size there, so P's float32 error enters Φ undamplified only at the edge);
+#   |x| > 0.6629: the Mills ratio m(t) = Φ(-t)/φ(t), t = |x|, as m = w G(w), w = 1/(1 + 0.4 t)
+#     (0.187 <= w < 0.79 up to t = 14.5), G of degree 10: its last two Horner steps in float64
+#     with w refined by one Newton step, the rest in float32 at w's float32 quotient
+#     (the rest is a small part of G: its error and w's are damped);
+#   E = exp(-x²/2) from x² = hi + lo split exactly, times 2^64 in float32 (normal below
+#     x = -13.2, where E is subnormal in float32; exp32's error < 0.9 ulp), R = E/√(2π) in
+#     float64; Φ = 1 - R m for x > 0.6629, R m for x < -0.6629; gelu = x Φ, gelu' = Φ + x R,
+#     in float64, rounded once.
+# Near gelu''s zero (x = -0.7518) Φ + x R cancels in float64 from float32-accurate parts:
+# error ~1.3 ulp of m times m/|m - t|, below κ = |x gelu''/gelu'| ~ 1.08/|m - t| there.
+# The coefficients: weighted least squares (numpy.polynomial.polynomial.polyfit, weights
+# 1/value) of (Φ(x) - ½)/x against x² on 200001 points of [1e-4, 0.6629], and of m(t)/w
+# against w on 200000 float32 points of [0.6629, 14.5] (half linear, half geometric), m from
+# scipy.special.erfcx; tests/test_activation_float32.py checks the fits' errors against scipy
+# and the kernels' against the bound.
 # x < -14.5: gelu rounds to -0 in float32 (x * 0, NaN for -inf); x > 14.5: gelu = x, gelu' = 1.
 _f32 = np.float32
 _GELU_LIM_F = _f32(14.5)
-_ERF_AN_F, _ERF_BN_F, _ERF_QN_F, _ERF_PN_F = (
-    tuple(_f32(c) for c in cs) for cs in (vecmath_erf._AN, vecmath_erf._BN, vecmath_erf._QN,
-                                         vecmath_erf._PN))
-_SQRPI_F = _f32(vecmath_erf._SQRPI)
-_SQRT1_2_F = _f32(_SQRT1_2)
-_THRESH_F = _f32(vecmath_erf._THRESH)
-_SPLIT_F = _f32(vecmath_erf._SPLIT)
+_GELU_SMALL_F = _f32(0.6629126)
+#: Φ(x) = ½ + x P(x²), |x| <= 0.6629 (P's coefficients, constant term first)
+GELU_P32 = (0.39894228019942285, -0.06649035503299768, 0.009973065183736635,
+            -0.00118396445963953, 0.00010603239023457968)
+#: m(t) = w G(w), w = 1 / (1 + GELU_W32 t), t > 0.6629 (G's coefficients, constant term first)
+GELU_G32 = (0.3999956236236806, 0.4001387146869646, 0.3340976604649043, 0.2227921750788197,
+            -0.024828648512545824, 0.1340219544124132, -0.5398443804205755, 0.3567578950673172,
+            0.11525306133738868, -0.2101970896620838, 0.06516738238114009)
+GELU_W32 = 0.4
+_GELU_P_F = tuple(_f32(c) for c in GELU_P32[:0:-1])  # float32 part, highest power first
+_GELU_G_F = tuple(_f32(c) for c in GELU_G32[:1:-1])
+_GELU_W_F = _f32(GELU_W32)
+_GELU_R = 2.0**-64 / math.sqrt(2.0 * math.pi)  # undoes exp32_scaled_lo's 2^64
 _MHALF_F = _f32(-0.5)
 
 
@@ -294,34 +311,23 @@ _MHALF_F = _f32(-0.5)
 def _gelu_both32(x):  # pragma: no cover - compiled
     """(gelu(x), gelu'(x)) of a float32 (float32 results)."""
     xc = min(max(x, -_GELU_LIM_F), _GELU_LIM_F)
-    t = abs(xc) * _SQRT1_2_F
-    z = t * t
-    # t <= 0.46875: erf(t)/t - 2/√π = A(z)/B(z); t > 4: erfcx from P and Q (vecmath_erf)
-    n1 = vecmath_erf._horner(_ERF_AN_F, z)
-    d1 = vecmath_erf._horner(_ERF_BN_F, z)
-    zq = z * vecmath_erf._horner(_ERF_QN_F, z)
-    n3 = vecmath._fma(_SQRPI_F, zq, -vecmath_erf._horner(_ERF_PN_F, z))
-    d3 = t * zq
-    small = t <= _THRESH_F
-    mid = t <= _SPLIT_F
-    q13 = (n1 if small else n3) / (d1 if small else d3)
-    xd = np.float64(xc)
-    td = abs(xd) * _SQRT1_2
-    q2 = vecmath_erf._horner(vecmath_erf._CN, td) / vecmath_erf._horner(vecmath_erf._DN, td)
+    t = abs(xc)
     hi = xc * xc
     lo = vecmath._fma(xc, xc, -hi)
-    ef = np.float64(vecmath.exp32(_MHALF_F * hi)) * (1.0 - 0.5 * np.float64(lo))
-    # erf(t) = t (2/√π + q13), t <= 0.46875, in float64: q13 ~ -0.07 is 6% of the sum, so its
-    # float32 error is damped 16x (erf in float32 cost up to 3.2 ulps + κ in gelu' at x = -0.63,
-    # where Φ + xφ cancels)
-    erf_s = td * (vecmath_erf._TWO_SQRTPI_HI + np.float64(q13))
-    p = ef * (0.5 * (q2 if mid else np.float64(q13)))  # Φ(-|x|) = ½ E erfcx(t), t > 0.46875
-    pos = xc >= 0
-    cdf = 0.5 + 0.5 * (erf_s if pos else -erf_s) if small else (1.0 - p if pos else p)
-    # gelu = x Φ, gelu' = Φ + x φ (the float64 sum's cancellation near gelu''s zero is far
-    # below κ)
+    es = vecmath.exp32_scaled_lo(_MHALF_F * hi, _MHALF_F * lo)
+    h = vecmath_erf._horner(_GELU_P_F, hi)
+    w = _F1 / vecmath._fma(_GELU_W_F, t, _F1)
+    g = vecmath_erf._horner(_GELU_G_F, w)
+    xd = np.float64(xc)
+    cdf_small = vecmath._fma(xd, vecmath._fma(xd * xd, np.float64(h), GELU_P32[0]), 0.5)
+    wd = np.float64(w)
+    wd = wd * vecmath._fma(-vecmath._fma(GELU_W32, abs(xd), 1.0), wd, 2.0)  # Newton step
+    m = wd * vecmath._fma(wd, vecmath._fma(wd, np.float64(g), GELU_G32[1]), GELU_G32[0])
+    r = np.float64(es) * _GELU_R  # φ(x)
+    q = r * m  # Φ(-t)
+    cdf = cdf_small if t <= _GELU_SMALL_F else (1.0 - q if xc >= 0 else q)
     fwd = np.float32(xd * cdf)
-    d = np.float32(vecmath._fma(xd, ef * _INV_SQRT_2PI, cdf))
+    d = np.float32(vecmath._fma(xd, r, cdf))
     fwd = x if x > _GELU_LIM_F else (x * _f32(0.0) if x < -_GELU_LIM_F else fwd)
     return (x, x) if x != x else (fwd, d)  # noqa: PLR0124 - NaN propagates
 

@@ -351,6 +351,19 @@ def exp32_scaled(x):  # pragma: no cover - compiled
     return _ZERO_F if far else y
 
 
+
+@njit(inline="always")
+def exp32_scaled_lo(x, xl):  # pragma: no cover - compiled
+    """e^(x + xl) · 2^64 for float32 -120 <= x <= 0 (not checked) and a low-order part xl
+    (|xl| <= ulp(x)), in float32 arithmetic: :func:`exp32_scaled` whose reduction subtracts xl
+    from its low part, so that an argument known as an unevaluated sum (x² split exactly by a
+    fused multiply-add) loses nothing to its rounding. NaN propagates."""
+    kf, hi, lo = _reduce32(x)
+    lo = lo - xl
+    r = hi - lo
+    p = _ONE_F + (r + (((hi - r) - lo) + _expm1_poly32(r)))
+    return p * _pow2_32(np.int32(np.int32(kf) + _SCALE_F))
+
 @njit(inline="always")
 def expm1_32(x):  # pragma: no cover - compiled
     """e^x - 1 for float32 x, in float32 arithmetic (see ``expm1``)."""
