@@ -197,8 +197,9 @@ def _has_avx2():
 
 @pytest.mark.skipif(not _has_avx2(), reason="packed 256-bit code needs AVX2")
 def test_loops_vectorise():
-    """The division every path takes is packed (vdivpd on ymm/zmm) and no libm call is left:
-    the loop over erfc, and the exact GELU fused kernel, run in SIMD lanes."""
+    """The division every path takes is packed (vdivpd / vdivps on ymm/zmm) and no libm call
+    is left: the loop over erfc, and the exact GELU fused kernel in both dtypes (float32: its
+    float32 quotient w and its float64 finish), run in SIMD lanes."""
     x = np.linspace(-5, 5, 64)
     loop = njit(error_model="numpy")(_erfc_loop.py_func)  # cached code cannot be inspected
     loop(x, np.empty_like(x))
@@ -207,11 +208,16 @@ def test_loops_vectorise():
     assert not re.search(r"call.*\b(erfc|exp)\b", asm)
     # the GELU kernel, recompiled the same way
     fb = njit(error_model="numpy")(K.gelu_fb.py_func)
+    fb(x, x, np.empty_like(x), np.empty_like(x))
     x32 = x.astype(np.float32)
     fb(x32, x32, np.empty_like(x32), np.empty_like(x32))
-    (asm,) = fb.inspect_asm().values()
-    assert _packed(asm, "vdivpd"), "gelu_fb not vectorised"
-    assert _packed(asm, "vfmadd\\d+pd"), "gelu_fb not vectorised"
+    asm64, asm32 = (fb.inspect_asm(sig) for sig in fb.signatures)
+    assert _packed(asm64, "vdivpd"), "gelu_fb (float64) not vectorised"
+    assert _packed(asm32, "vdivps"), "gelu_fb (float32) not vectorised"
+    assert _packed(asm32, "vfmadd\\d+ps"), "gelu_fb (float32) not vectorised"
+    assert _packed(asm32, "vfmadd\\d+pd"), "gelu_fb (float32): float64 finish not vectorised"
+    for asm in (asm64, asm32):
+        assert not re.search(r"call.*\b(erfc|exp|expf)\b", asm)
 
 
 # ---- the exact GELU on top of it ---------------------------------------------------------

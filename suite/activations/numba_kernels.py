@@ -288,7 +288,8 @@ def _gelu_both(x):  # pragma: no cover - compiled
 # against w on 200000 float32 points of [0.6629, 14.5] (half linear, half geometric), m from
 # scipy.special.erfcx; tests/test_activation_float32.py checks the fits' errors against scipy
 # and the kernels' against the bound.
-# x < -14.5: gelu rounds to -0 in float32 (x * 0, NaN for -inf); x > 14.5: gelu = x, gelu' = 1.
+# x < -14.5: gelu and gelu' round to -0 in float32 (gelu = x * 0: NaN for -inf);
+# x > 14.5: gelu = x, gelu' = 1.
 _f32 = np.float32
 _GELU_LIM_F = _f32(14.5)
 _GELU_SMALL_F = _f32(0.6629126)
@@ -329,6 +330,7 @@ def _gelu_both32(x):  # pragma: no cover - compiled
     fwd = np.float32(xd * cdf)
     d = np.float32(vecmath._fma(xd, r, cdf))
     fwd = x if x > _GELU_LIM_F else (x * _f32(0.0) if x < -_GELU_LIM_F else fwd)
+    d = _f32(-0.0) if x < -_GELU_LIM_F else d  # gelu' rounds to -0 below -14.5 (and at -inf)
     return (x, x) if x != x else (fwd, d)  # noqa: PLR0124 - NaN propagates
 
 
