@@ -10,8 +10,15 @@ if-converts a loop that calls them and vectorises it.
 
 ``exp``, ``expm1``, ``log1p``, ``tanh`` take and return float64; ``exp32``, ``expm1_32``,
 ``log1p_32``, ``tanh32`` work in float32 throughout (twice the SIMD lanes). All are
-``@njit(inline="always")``: call them from other compiled code. Accuracy against mpmath is
+``@njit``: call them from other compiled code. Accuracy against mpmath is
 measured in ``tests/test_vecmath.py``.
+
+Inlining: the helpers are plain ``@njit`` functions, and LLVM inlines them into the calling
+loops, which then vectorise (``tests/test_vecmath_erf.py`` reads the machine code). Numba's
+own ``inline="always"`` copies a callee's IR at every call site, recursively, which tripled
+the time to compile the activation kernels (155 s against 50 s on a cold cache, same machine
+code, results identical bit for bit); only ``tanh`` and ``tanh32`` here, and vecmath_erf's
+public functions, which LLVM leaves out of line (their loops then stay scalar), keep it.
 """
 
 from __future__ import annotations
@@ -146,20 +153,20 @@ _LG1, _LG2, _LG3, _LG4 = (6.666666666666735130e-01, 3.999999999940941908e-01,
 _LG5, _LG6, _LG7 = 1.818357216161805012e-01, 1.531383769920937332e-01, 1.479819860511658591e-01
 
 
-@njit(inline="always")
+@njit
 def _clamp(x, lo, hi):  # pragma: no cover - compiled
     """x limited to [lo, hi] by two selects (NaN becomes hi; callers select NaN back)."""
     x = x if x < hi else hi  # noqa: FURB136 - the NaN order is explicit
     return x if x > lo else lo  # noqa: FURB136
 
 
-@njit(inline="always")
+@njit
 def _pow2(k):  # pragma: no cover - compiled
     """2.0**k for integer k in [-1022, 1023] from the exponent bits."""
     return _i64_as_f64((k + 1023) << 52)
 
 
-@njit(inline="always")
+@njit
 def _expm1_poly(r):  # pragma: no cover - compiled
     """e^r - 1 - r for |r| <= ln2/2 (+ rounding), as r² P(r)."""
     p = _EP[0]
@@ -168,7 +175,7 @@ def _expm1_poly(r):  # pragma: no cover - compiled
     return (r * r) * p
 
 
-@njit(inline="always")
+@njit
 def _reduce(x):  # pragma: no cover - compiled
     """(k, hi, lo): x = k ln2 + (hi - lo), |hi - lo| <= ln2/2 (+ rounding), k an integer."""
     kf = _fma(x, _LOG2E, _SHIFT) - _SHIFT
@@ -177,7 +184,7 @@ def _reduce(x):  # pragma: no cover - compiled
     return kf, hi, lo
 
 
-@njit(inline="always")
+@njit
 def exp(x):  # pragma: no cover - compiled
     """e^x in float64 (<= 1 ulp measured); x = ±inf, NaN, overflow and subnormal results
     handled by selects."""
@@ -192,7 +199,7 @@ def exp(x):  # pragma: no cover - compiled
     return y if x == x else x  # noqa: PLR0124 - NaN
 
 
-@njit(inline="always")
+@njit
 def expm1(x):  # pragma: no cover - compiled
     """e^x - 1 in float64: x = k ln2 + r, e^x - 1 = 2^k (e^r - 1) + (2^k - 1) with one fused
     rounding; |x| < 2^-54 returns x (keeps -0.0)."""
@@ -214,7 +221,7 @@ def expm1(x):  # pragma: no cover - compiled
     return x if not abs(x) >= _TINY else y  # NaN, ±0, |x| < 2^-54
 
 
-@njit(inline="always")
+@njit
 def log1p(x):  # pragma: no cover - compiled
     """log(1 + x) in float64 (fdlibm's reduction and polynomial, as selects): 1 + x = 2^k m,
     m in [√2/2, √2), with the rounding of 1 + x corrected by c / u."""
@@ -288,19 +295,19 @@ _LN2_HI_LOG_F = _f32(6.9313812256e-01)
 _LN2_LO_LOG_F = _f32(9.0580006145e-06)
 
 
-@njit(inline="always")
+@njit
 def _clamp32(x, lo, hi):  # pragma: no cover - compiled
     x = x if x < hi else hi  # noqa: FURB136 - the NaN order is explicit
     return x if x > lo else lo  # noqa: FURB136
 
 
-@njit(inline="always")
+@njit
 def _pow2_32(k):  # pragma: no cover - compiled
     """2.0**k in float32 for integer k in [-126, 127]."""
     return _i32_as_f32(np.int32((k + 127) << 23))
 
 
-@njit(inline="always")
+@njit
 def _expm1_poly32(r):  # pragma: no cover - compiled
     p = _EP_F[0]
     for i in range(1, len(_EP_F)):
@@ -308,7 +315,7 @@ def _expm1_poly32(r):  # pragma: no cover - compiled
     return (r * r) * p
 
 
-@njit(inline="always")
+@njit
 def _reduce32(x):  # pragma: no cover - compiled
     kf = _fma(x, _LOG2E_F, _SHIFT_F) - _SHIFT_F
     hi = _fma(-kf, _LN2_HI_F, x)  # exact
@@ -316,7 +323,7 @@ def _reduce32(x):  # pragma: no cover - compiled
     return kf, hi, lo
 
 
-@njit(inline="always")
+@njit
 def exp32(x):  # pragma: no cover - compiled
     """e^x for float32 x, in float32 arithmetic (see ``exp``)."""
     kf, hi, lo = _reduce32(_clamp32(x, _EXP_LO_F, _EXP_HI_F))
@@ -335,7 +342,7 @@ _TWO_M64_F = _f32(2.0**-64)
 _SCALED_LO_F = _f32(-120.0)
 
 
-@njit(inline="always")
+@njit
 def exp32_scaled(x):  # pragma: no cover - compiled
     """e^x · 2^64 for float32 x <= 0, in float32 arithmetic (exp32's reduction and
     polynomial, one exact scaling): normal down to x = -104, so that a product with a result
@@ -352,7 +359,7 @@ def exp32_scaled(x):  # pragma: no cover - compiled
 
 
 
-@njit(inline="always")
+@njit
 def exp32_scaled_lo(x, xl):  # pragma: no cover - compiled
     """e^(x + xl) · 2^64 for float32 -120 <= x <= 0 (not checked) and a low-order part xl
     (|xl| <= ulp(x)), in float32 arithmetic: :func:`exp32_scaled` whose reduction subtracts xl
@@ -364,7 +371,7 @@ def exp32_scaled_lo(x, xl):  # pragma: no cover - compiled
     p = _ONE_F + (r + (((hi - r) - lo) + _expm1_poly32(r)))
     return p * _pow2_32(np.int32(np.int32(kf) + _SCALE_F))
 
-@njit(inline="always")
+@njit
 def expm1_32(x):  # pragma: no cover - compiled
     """e^x - 1 for float32 x, in float32 arithmetic (see ``expm1``)."""
     kf, hi, lo = _reduce32(_clamp32(x, _f32(-20.0), _EXP_HI_F))  # expm1f(-20) rounds to -1
@@ -381,7 +388,7 @@ def expm1_32(x):  # pragma: no cover - compiled
     return x if not abs(x) >= _TINY_F else y  # NaN, ±0, |x| < 2^-25
 
 
-@njit(inline="always")
+@njit
 def log1p_32(x):  # pragma: no cover - compiled
     """log(1 + x) for float32 x, in float32 arithmetic (see ``log1p``)."""
     u = _ONE_F + x

@@ -87,14 +87,14 @@ _QN = (_Q[4], _Q[3], _Q[2], _Q[1], _Q[0], 1.0)
 _PN = (_P[4], _P[3], _P[2], _P[1], _P[0], _P[5])
 
 
-@njit(inline="always")
+@njit
 def _two_square(a):  # pragma: no cover - compiled
     """(hi, lo) with hi + lo = a² exactly (a fused multiply-add recovers the rounding)."""
     p = a * a
     return p, _fma(a, a, -p)
 
 
-@njit(inline="always")
+@njit
 def _horner(c, x):  # pragma: no cover - compiled
     """c[0] x^n + c[1] x^(n-1) + ... + c[n], fused multiply-adds (unrolled: c is a tuple)."""
     p = c[0]
@@ -103,7 +103,7 @@ def _horner(c, x):  # pragma: no cover - compiled
     return p
 
 
-@njit(inline="always")
+@njit
 def _rational(t):  # pragma: no cover - compiled
     """(num, den, small) for 0 <= t <= _TMAX: erf(t) = :func:`erf_small` (t, num/den) where
     ``small`` (t <= 0.46875), erfcx(t) = num/den elsewhere. All three ranges are evaluated; the pair
@@ -125,7 +125,7 @@ def _rational(t):  # pragma: no cover - compiled
     return num, den, small
 
 
-@njit(inline="always")
+@njit
 def erf_small(t, q):  # pragma: no cover - compiled
     """erf(t) for |t| <= 0.46875 from q = num/den of :func:`_rational`."""
     return _fma(t, _TWO_SQRTPI_HI, t * (_TWO_SQRTPI_LO + q))
