@@ -220,27 +220,6 @@ def test_loops_vectorise():
         assert not re.search(r"call.*\b(erfc|exp|expf)\b", asm)
 
 
-@pytest.mark.skipif(not _has_avx2(), reason="packed 256-bit code needs AVX2")
-@pytest.mark.parametrize("name", ["sigmoid_fb", "tanh_fb", "softplus_fb", "silu_fb", "elu_fb",
-                                  "gelu_tanh_fb"])
-def test_fused_kernels_vectorise_in_both_dtypes(name):
-    """The fused loops over the vecmath functions run in SIMD lanes in both dtypes: their
-    polynomials are packed fused multiply-adds (a loop left calling an out-of-line helper,
-    as tanh was without Numba-level inlining, keeps them scalar: 0 to 2 packed ones)."""
-    import inspect
-
-    f = getattr(K, name)
-    extra = len(inspect.signature(f.py_func).parameters) - 4
-    fb = njit(error_model="numpy")(f.py_func)
-    # (float32 tanh and exp-based kernels may finish in float64: either width counts)
-    for dt, op in ((np.float64, "vfmadd\\d+pd"), (np.float32, "vfmadd\\d+p[sd]")):
-        x = np.linspace(-5, 5, 64).astype(dt)
-        args = [dt(1.0), dt(20.0), dt(1.0)][:extra]
-        fb(x, x, np.empty_like(x), np.empty_like(x), *args)
-        asm = fb.inspect_asm(fb.signatures[-1])
-        assert len(_packed(asm, op)) >= 6, (name, dt)
-
-
 # ---- the exact GELU on top of it ---------------------------------------------------------
 
 def test_gelu_far_tail_float64():
