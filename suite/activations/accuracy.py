@@ -359,7 +359,7 @@ def exhaustive_float32(name: str, quantity: str = "forward", backend: str = "num
     the largest error - κ and where it is, and how many inputs exceed the bound."""
     act = A.get(name, backend=backend, **params)
     ref = A.get(name, backend=reference_backend, **params)
-    worst, worst_x, over, count = 0.0, float("nan"), 0, 0
+    worst, worst_x, over, count = -np.inf, float("nan"), 0, 0
     excess, excess_x = -np.inf, float("nan")
     for lo_bits in range(start, stop, chunk):
         bits = np.arange(lo_bits, min(lo_bits + chunk, stop), dtype=np.uint64).astype(np.uint32)
