@@ -63,6 +63,8 @@ def test_configs_resolve_against_their_reference():
 def test_format_pair_digits():
     assert O.format_pair(1.0, 1.5) == ("1", "1.5")
     assert O.format_pair(1.0, 1.0 + 1e-7) == ("1", "1.0000001")
+    # six digits when six tell them apart (seven would show more than needed)
+    assert O.format_pair(1.2345678, 1.2355678) == ("1.23457", "1.23557")
     # 17 digits still tell every distinct double apart; equal values fall back to repr
     assert O.format_pair(0.1, 0.1) == ("0.1", "0.1")
 
@@ -542,3 +544,125 @@ def test_param_error_is_the_largest_parameter_error():
     assert O._param_error(lean, ref, 0.0) == pytest.approx(0.4, rel=1e-15)
     # nothing to compare: 0
     assert O._param_error(Trajectory(steps=2), Trajectory(steps=2), 0.0) == 0.0
+
+
+def test_state_relation_edges_of_the_tolerance():
+    # a fit within the tolerance counts, the tolerance included: one compared step, c = 2.25,
+    # the elements off by 0.25 / 2.25 each
+    a = np.array([[7.0, -3.0], [2.0, 2.5]])
+    b = np.array([[1.0, 1.0], [1.0, 1.0]])
+    tol = 0.25 / 2.25
+    assert _relation(a, b, tol=tol) == ("factor", ("2.25 x torch.optim's at every step (a "
+                                        "constant factor)"))
+    assert _relation(a, b, tol=np.nextafter(tol, 0))[0] == "other"
+    # the factors per step 1 and 1.3125 differ by exactly 10 tol |c_1| (tol = 2**-5): constant
+    b = np.array([[1.0, 2.0], [1.0, 2.0], [1.0, 2.0]])
+    a = np.array([[7.0, -3.0], [1.0, 2.0], [1.3125, 2.625]])
+    assert _relation(a, b, tol=2.0**-5) == ("factor", ("1 x torch.optim's at every step (a "
+                                            "constant factor)"))   # the first step's factor
+    assert _relation(a, b, tol=np.nextafter(2.0**-5, 0))[0] == "factor per step"
+    # factors 1, 1.17, 1.34: the spread 0.34 is measured from the first factor and against
+    # 10 tol |first| = 0.3, so not constant
+    a = np.array([[7.0, -3.0], [1.0, 2.0], [1.17, 2.34], [1.34, 2.68]])
+    b = np.array([[1.0, 2.0]] * 4)
+    assert _relation(a, b, tol=0.03) == (
+        "factor per step", "a factor per step times torch.optim's (1 at step 1, 1.34 at step 3)")
+
+
+def test_state_relation_fit_is_measured_above_the_floor():
+    """Tiny entries (1e-6) fitted to 1e-9: beyond the tolerance relative to themselves, within
+    it relative to a floor of 1."""
+    rng = np.random.default_rng(1)
+    b = 1e-6 * (1.0 + rng.random((5, 4)))
+    a = 2.0 * b + 1e-9 * rng.standard_normal(b.shape)
+    q = "exp_avg[0]"
+    r = QuantityResult(q, 1.0, 1, 1)
+    kind, _ = O._state_relation(_traj(q, _a0_4(a)), _traj(q, b), r, 1e-6, 1.0, "float64", {},
+                                True)
+    assert kind == "factor per step"
+    kind, _ = O._state_relation(_traj(q, _a0_4(a)), _traj(q, b), r, 1e-6, 0.0, "float64", {},
+                                True)
+    assert kind == "other"
+
+
+def _a0_4(a):
+    a = np.array(a, float)
+    a[0] = [7.0, -3.0, 5.0, 1.0]
+    return a
+
+
+def test_state_relation_bias_correction_within_ten_tolerances():
+    """The factor per step matches 1 - alpha^t within 10 tol relative: exactly at that edge it
+    is named, beyond it (10.5 tol) not. alpha = 0.5 and tol = 2**-10 keep every number exact."""
+    tol = 2.0**-10
+    t = np.array([1.0, 2.0, 3.0])
+    b = np.array([[1.0, 2.0]] * 4)
+    for k, named in ((10.0, True), (10.5, False)):
+        c = (1 - 0.5**t) * (1 + k * tol)
+        a = np.vstack([[7.0, -3.0], c[:, None] * b[1:]])
+        kind, desc = _relation(a, b, {"alpha": 0.5}, tol=tol)
+        assert kind == "factor per step"
+        assert (desc == "torch.optim's times 1 - alpha^t") is named, (k, desc)
+    # 1e-12 relative off the bias correction: within 10 tol = 1e-11 (and tol = 1e-12 as a
+    # fraction of the factor, not divided by it)
+    t = np.arange(1.0, 6.0)
+    c = (1 / (1 - 0.8**t)) * (1 + 1e-12)
+    b = np.vstack([np.ones(3), (1.0 + np.arange(15.0)).reshape(5, 3)])
+    a = np.vstack([[7.0, -3.0, 5.0], c[:, None] * b[1:]])
+    assert _relation(a, b, {"betas": (0.8, 0.9)}, tol=1e-12)[1] == \
+        "torch.optim's divided by 1 - beta1^t (bias-corrected)"
+
+
+def test_state_relation_transform_edges():
+    # the square root within the tolerance, the tolerance included: one element 0.25 / 2 off
+    b = np.array([[1.0, 1.0], [1.0, 4.0], [1.0, 4.0]])
+    a = np.array([[7.0, -3.0], [1.0, 2.0], [1.0, 2.5]])
+    assert _relation(a, b, tol=0.25) == ("transform", "the square root of torch.optim's")
+    assert _relation(a, b, tol=np.nextafter(0.25, 0)) == \
+        ("other", "differs from torch.optim's exp_avg (first at step 1)")
+    # tiny entries: the square root to 1e-7 is within 1e-6 of a floor of 1, not of the 1e-2
+    # the values themselves have
+    rng = np.random.default_rng(2)
+    b = 1e-4 * (1.0 + 9.0 * rng.random((5, 4)))
+    a = np.sqrt(b) + 1e-7 * rng.standard_normal(b.shape)
+    q = "exp_avg[0]"
+    r = QuantityResult(q, 1.0, 1, 1)
+    assert O._state_relation(_traj(q, _a0_4(a)), _traj(q, b), r, 1e-6, 1.0, "float64", {},
+                             True)[0] == "transform"
+    assert O._state_relation(_traj(q, _a0_4(a)), _traj(q, b), r, 1e-6, 0.0, "float64", {},
+                             True)[0] == "other"
+
+
+def test_explanation_columns_of_a_failing_cell():
+    """A failing cell that no lr factor explains: lr_factor is NaN (a float), explained_by
+    names what does explain it."""
+
+    class NoBiasAdam(torch.optim.Adam):
+        """Adam without bias corrections of either moment."""
+
+        @torch.no_grad()
+        def step(self):
+            for group in self.param_groups:
+                b1, b2 = group["betas"]
+                for p in group["params"]:
+                    if p.grad is None:
+                        continue
+                    st = self.state[p]
+                    if not st:
+                        st["step"] = torch.tensor(0.0, dtype=torch.float64)
+                        st["exp_avg"] = torch.zeros_like(p)
+                        st["exp_avg_sq"] = torch.zeros_like(p)
+                    st["step"] += 1
+                    st["exp_avg"].mul_(b1).add_(p.grad, alpha=1 - b1)
+                    st["exp_avg_sq"].mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+                    denom = st["exp_avg_sq"].sqrt().add_(group["eps"])
+                    p.addcdiv_(st["exp_avg"], denom, value=-group["lr"])
+
+    r = check_optimizer(NoBiasAdam, "adam", configs=[{"lr": 0.01}], dtypes="float64",
+                        probes="scaled", steps=10)
+    assert not r.passed
+    (row,) = r.frame.to_dict("records")
+    assert not row["passed"]
+    assert isinstance(row["lr_factor"], float)
+    assert np.isnan(row["lr_factor"])
+    assert "no_bias_correction" in row["explained_by"]
