@@ -666,3 +666,76 @@ def test_explanation_columns_of_a_failing_cell():
     assert isinstance(row["lr_factor"], float)
     assert np.isnan(row["lr_factor"])
     assert "no_bias_correction" in row["explained_by"]
+
+
+class _SGDm(torch.optim.Optimizer):
+    """SGD with momentum written out: ``scale`` on the step, the momentum buffer kept in
+    ``state_dtype`` under ``buf_name``, and optionally the first step's buffer damped
+    (``damp_first``: buf = (1 - dampening) g instead of g, a second deviation)."""
+
+    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, scale=1.0,
+                 state_dtype=None, buf_name="momentum_buffer", damp_first=False):
+        super().__init__(params, {"lr": lr, "momentum": momentum, "dampening": dampening})
+        self.scale, self.state_dtype, self.buf_name = scale, state_dtype, buf_name
+        self.damp_first = damp_first
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            mu, damp = group["momentum"], group["dampening"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                st = self.state[p]
+                dt = self.state_dtype or p.dtype
+                if self.buf_name not in st:
+                    first = g * (1 - damp) if self.damp_first else g
+                    st[self.buf_name] = first.to(dt).clone()
+                else:
+                    b = st[self.buf_name].to(p.dtype).mul(mu).add(g, alpha=1 - damp)
+                    st[self.buf_name] = b.to(dt)
+                p.add_(st[self.buf_name].to(p.dtype), alpha=-group["lr"] * self.scale)
+
+
+def _check_sgdm(dtype="float64", **kw):
+    return check_optimizer(lambda p, **h: _SGDm(p, **h, **kw), "sgd",
+                           configs=[{"lr": 0.01, "momentum": 0.9, "dampening": 0.5}],
+                           dtypes=dtype, probes="scaled", steps=20)
+
+
+def test_a_doubled_step_is_explained_with_its_factor():
+    """Twice the step: lr_scaled explains it with the factor 2, in float64 and in float32
+    (where the state-in-float32 variant is skipped, not the end of the search)."""
+    for dtype in ("float64", "float32"):
+        r = _check_sgdm(dtype, scale=2.0)
+        assert not r.passed
+        (row,) = r.frame.to_dict("records")
+        assert row["explained_by"] == "lr_scaled", dtype
+        assert row["lr_factor"] == pytest.approx(2.0, rel=1e-6)
+        assert "lr_scaled (step scaled by a constant factor 2)" in str(r)
+    # a faithful one fails nothing and is explained by nothing
+    r = _check_sgdm(scale=1.0)
+    assert r.passed
+    assert (r.frame["explained_by"] == "").all()
+
+
+def test_narrow_state_variants():
+    # a bfloat16 buffer under another name (not exposed): the variant comes closer than the
+    # rule, so it explains the failure
+    r = _check_sgdm(state_dtype=torch.bfloat16, buf_name="buf")
+    assert not r.passed
+    (row,) = r.frame.to_dict("records")
+    assert "state_in_bfloat16" in row["explained_by"].split(", ")
+    assert r.state == "not exposed"
+    # a bfloat16 buffer under torch's name, with a second deviation (the first step damped):
+    # the state-in-bfloat16 variant alone does not reproduce it
+    r = _check_sgdm(state_dtype=torch.bfloat16, damp_first=True)
+    (row,) = r.frame.to_dict("records")
+    assert not row["passed"]
+    assert "state_in_bfloat16" not in str(row["explained_by"]).split(", ")
+    # the same buffer without the second deviation: explained, and its dtype is named
+    r = _check_sgdm(state_dtype=torch.bfloat16)
+    (row,) = r.frame.to_dict("records")
+    assert "state_in_bfloat16" in row["explained_by"].split(", ")
+    assert any("kept in bfloat16" in d for d in r.state_differences)
