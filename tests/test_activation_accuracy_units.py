@@ -432,3 +432,81 @@ def test_exhaustive_defaults_cover_all_patterns(monkeypatch):
     assert res["inputs"] == 256      # one pattern per chunk (all finite here)
     assert res["backend"] == "numpy"
     assert res["quantity"] == "forward"
+
+
+def test_table_defaults_and_messages(monkeypatch, capsys):
+    """The documented defaults reach the truth and the rows: a grid of n = 200, rows of 1000
+    logits, no progress bar (the expensive parts replaced by recorders)."""
+    seen = {}
+    x = np.array([-1.0, 0.5, 2.0])
+
+    def cached_truth(name, params, dtype, n, quantity):
+        seen["n"] = n
+        hi = np.maximum(x, 0.0) if quantity == "forward" else (x > 0).astype(float)
+        return x, hi, np.zeros(3), np.zeros(3)
+
+    def rows(dtype, width, seed=0):
+        seen["width"] = width
+        return np.array([[0.0, 1.0]])
+
+    def cached_softmax(dtype, width, log):
+        seen["softmax width"] = width
+        e = np.exp([0.0, 1.0])
+        return (e / e.sum())[None, :], np.zeros((1, 2))
+
+    monkeypatch.setattr(accuracy, "_cached_truth", cached_truth)
+    monkeypatch.setattr(accuracy, "softmax_rows", rows)
+    monkeypatch.setattr(accuracy, "_cached_softmax", cached_softmax)
+    t = accuracy.table([("relu", {}), ("softmax", {})], dtypes=("float64",),
+                       implementations=("numpy",))
+    assert seen == {"n": 200, "width": 1000, "softmax width": 1000}
+    assert len(t) == 3
+    assert capsys.readouterr().err == ""
+    with pytest.raises(ValueError, match=r"expected some of numpy, numba, torch, "
+                                         r"torch\.nn\.functional$"):
+        accuracy.table(implementations=("jax",))
+
+
+def test_exhaustive_error_at_the_bound_is_not_over_it(monkeypatch):
+    """relu is exact in float32: a result planted exactly two ulps off is at numba's bound
+    (2 ulps), not over it; three ulps are over."""
+    real_get = A.get
+    x1 = np.float32(1.5)
+    x2 = np.float32(1.75)
+
+    class Off:
+        def __init__(self, act):
+            self.act = act
+
+        def forward(self, x):
+            y = np.asarray(self.act.forward(x)).copy()
+            for at, k in ((x1, 2), (x2, 3)):
+                hit = x == at
+                y[hit] = y[hit] + k * np.spacing(y[hit])
+            return y
+
+    def get(name, backend, **params):
+        act = real_get(name, backend=backend, **params)
+        return Off(act) if backend == "numba" else act
+
+    monkeypatch.setattr(accuracy.A, "get", get)
+    start = int(np.array([1.5], np.float32).view(np.uint32)[0])
+    stop = int(np.array([1.75], np.float32).view(np.uint32)[0]) + 1
+    res = accuracy.exhaustive_float32("relu", start=start, stop=stop, chunk=1 << 20)
+    assert res["max_ulp"] == 3.0
+    assert res["worst_x"] == 1.75
+    assert res["over_bound"] == 1
+
+
+def test_derivative_zero_series_defaults():
+    """Without a guess the search starts at -1, and the default degree is 24: silu's f' has its
+    zero at x0 with 1 + x0 (1 - s(x0)) = 0 (s the logistic function)."""
+    hi, lo, c = accuracy.derivative_zero_series("silu")
+    assert len(c) == 24
+    s = 1 / (1 + math.exp(-hi))
+    assert abs(1 + hi * (1 - s)) < 1e-15
+    assert -1.28 < hi < -1.27
+    assert abs(lo) <= math.ulp(hi) / 2
+    # the guess is used: from +5 (f' ~ 1 and no zero near) the search fails
+    with pytest.raises(ValueError, match="Could not find root"):
+        accuracy.derivative_zero_series("silu", 4, guess=5.0)
