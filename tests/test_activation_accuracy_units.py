@@ -507,6 +507,11 @@ def test_derivative_zero_series_defaults():
     assert abs(1 + hi * (1 - s)) < 1e-15
     assert -1.28 < hi < -1.27
     assert abs(lo) <= math.ulp(hi) / 2
+    # gelu's zero (Phi(x0) + x0 phi(x0) = 0) is found from -1 (from -2 or +1 the search fails)
+    hi, _, c = accuracy.derivative_zero_series("gelu", 4)
+    assert len(c) == 4
+    assert abs(0.5 * math.erfc(-hi / math.sqrt(2))
+               + hi * math.exp(-hi * hi / 2) / math.sqrt(2 * math.pi)) < 1e-15
     # the guess is used: from +5 (f' ~ 1 and no zero near) the search fails
     with pytest.raises(ValueError, match="Could not find root"):
         accuracy.derivative_zero_series("silu", 4, guess=5.0)
