@@ -139,6 +139,11 @@ def test_settings_note():
     other = pd.DataFrame({"seed": range(4, 12), "size": 200})
     assert S._settings_note(many, other, ["seed", "size"]) == \
         "size 100 vs 200; seed: 7 vs 8 values, 3 in common"
+    # seven values are counted too; a column one of the frames lacks is left out
+    assert S._settings_note(many, pd.DataFrame({"seed": [9], "size": 100}), ["seed"]) == \
+        "seed: 7 vs 1 values, 0 in common"
+    assert S._settings_note(many, pd.DataFrame({"size": [200]}), ["seed", "size"]) == \
+        "size 100 vs 200"
     # six values on a side are still listed
     six = pd.DataFrame({"seed": range(6)})
     assert S._settings_note(six, pd.DataFrame({"seed": [9]}), ["seed"]) == \
@@ -254,9 +259,17 @@ def test_accuracy_section_counts_ours_and_torchs():
                       "max_excess": [0.1, 0.2, 0.3, 9.0, 0.5, 0.6, 7.0, 0.8],
                       "max_ulp": 1.0, "worst_x": 1.0, "expected": 1.0, "got": 1.0,
                       "false_zeros": 0, "nonfinite": 0,
-                      "passed": [True, True, True, False, True, True, False, True]})
+                      "passed": [True, True, True, False, True, True, False, False]})
+    # a second row for one cell: the table shows the larger (0.8 -> 2.0), not the mean
+    a = pd.concat([a, a.iloc[[7]].assign(max_excess=2.0)], ignore_index=True)
     c = S.accuracy_section({"accuracy": a})
-    assert c.summary == ("references: 1 of 6 cells over the bound; torch.nn.functional: 1 of 2")
+    assert c.summary == ("references: 1 of 6 cells over the bound; torch.nn.functional: 3 of 3")
+    assert c.html.startswith("<p>Largest error in ulps beyond the condition number κ(x) = "
+                             "|x g'(x)/g(x)| against mpmath (40 digits), on a grid over all "
+                             "magnitudes and the tails; the bound is 1 ulp float32 / 4 ulp "
+                             "float64 (numba 2 / 4; softmax 2 / 8, no κ). ")
+    assert "; torch.nn.functional: 3 of 3 (where torch loses digits).</p>" in c.html
+    assert "<h3>Cells over the bound</h3>" in c.html
     assert c.verdict == "fail"
     assert "<span class='bad'>gradsuite's references: 1 of 6 cells over the bound</span>" in \
         c.html
@@ -266,12 +279,13 @@ def test_accuracy_section_counts_ours_and_torchs():
     assert wide.columns.tolist() == ["function", "quantity", "dtype", "numpy", "numba", "torch",
                                      "torch.nn.functional"]   # in the order first seen
     assert wide["function"].tolist() == ["gelu", "tanh"]
-    assert [num(v) for v in wide["torch.nn.functional"]] == [9.0, 0.8]
-    assert bad["implementation"].tolist() == ["torch.nn.functional", "torch"]
+    assert [num(v) for v in wide["torch.nn.functional"]] == [9.0, 2.0]
+    assert bad["implementation"].tolist() == ["torch.nn.functional", "torch",
+                                              "torch.nn.functional", "torch.nn.functional"]
     assert bad.columns.tolist() == ["function", "quantity", "dtype", "implementation",
                                     "max_ulp", "worst_x", "expected", "got", "false_zeros",
                                     "nonfinite"]
-    ok = S.accuracy_section({"accuracy": a.assign(passed=True)})
+    ok = S.accuracy_section({"accuracy": a.head(8).assign(passed=True)})
     assert ok.verdict == "pass"
     assert "<span class=''>gradsuite's references: 0 of 6" in ok.html
     assert "Cells over the bound" not in ok.html
@@ -298,10 +312,10 @@ def test_basin_share_table():
 
 
 def test_crossval_section_all_agree_and_summary_only():
-    summ = pd.DataFrame({"optimizer": ["adam", "adam", "sgd"], "dtype": ["f32", "f64", "f64"],
-                         "configs": [3, 4, 2], "cells": [10, 20, 5], "failed": [1, 2, 0],
-                         "max_error_param": [1e-7, 1e-15, 0.0],
-                         "max_error_state": [2e-7, 3e-15, 0.0]})
+    summ = pd.DataFrame({"optimizer": ["sgd", "adam", "adam"], "dtype": ["f64", "f32", "f64"],
+                         "configs": [2, 3, 4], "cells": [5, 10, 20], "failed": [0, 1, 2],
+                         "max_error_param": [0.0, 1e-7, 1e-15],
+                         "max_error_state": [0.0, 2e-7, 3e-15]})
     full = pd.DataFrame({"optimizer": ["adam", "adam", "sgd"], "config": ["a", "b", "a"],
                          "passed": [True, True, True]})
     c = S.crossval_section({"crossval": full, "crossval_summary": summ})
@@ -312,12 +326,12 @@ def test_crossval_section_all_agree_and_summary_only():
     per_opt, per_cell = tables(c.html)
     assert per_opt.columns.tolist() == ["optimizer", "configs", "cells", "failed",
                                         "worst_error_param", "worst_error_state"]
-    assert per_opt["optimizer"].tolist() == ["adam", "sgd"]
-    assert [num(v) for v in per_opt["configs"]] == [4, 2]        # the max over dtypes
-    assert [num(v) for v in per_opt["cells"]] == [30, 5]         # summed
-    assert [num(v) for v in per_opt["failed"]] == [3, 0]
-    assert [num(v) for v in per_opt["worst_error_param"]] == [1e-7, 0.0]
-    assert [num(v) for v in per_opt["worst_error_state"]] == [2e-7, 0.0]
+    assert per_opt["optimizer"].tolist() == ["sgd", "adam"]    # in the order first seen
+    assert [num(v) for v in per_opt["configs"]] == [2, 4]        # the max over dtypes
+    assert [num(v) for v in per_opt["cells"]] == [5, 30]         # summed
+    assert [num(v) for v in per_opt["failed"]] == [0, 3]
+    assert [num(v) for v in per_opt["worst_error_param"]] == [0.0, 1e-7]
+    assert [num(v) for v in per_opt["worst_error_state"]] == [0.0, 2e-7]
     assert len(per_cell) == 3
     bad = S.crossval_section({"crossval": full.assign(passed=[True, False, True]),
                               "crossval_summary": summ})
@@ -329,6 +343,7 @@ def test_crossval_section_all_agree_and_summary_only():
     assert only.verdict == "info"
     assert only.summary == ""
     assert len(tables(only.html)) == 2
+    assert only.html.startswith('<div class="table">')
     assert S.crossval_section({"crossval": full}) == ""
 
 
@@ -384,3 +399,48 @@ def test_default_sections_order():
                                      S.gradstats_section, S.speed_section, S.accuracy_section])
 def test_sections_are_empty_without_their_frames(builder):
     assert builder({"unrelated": pd.DataFrame({"x": [1]})}) == ""
+
+
+def test_comparison_section_runs_and_frames():
+    """Three runs: the last is compared with the first; a roofline of one run is not compared
+    with itself; a frame without a run column is not counted."""
+    roof3 = pd.concat([_speed(FIRST[:1], LAST[:1]),
+                       _speed(FIRST[:1], LAST[:1]).query("run == 'r2'").assign(run="r3")])
+    c = S.comparison_section({"roofline": roof3, "plain": pd.DataFrame({"x": [1]})})
+    assert "<h3>Speed: r3 vs r1</h3>" in c.html
+    one = _speed(FIRST[:1], []).assign(run="r1")
+    c = S.comparison_section({"roofline": one,
+                              "crossval": pd.concat([_crossval("r1", [True] * 3),
+                                                     _crossval("r2", [True] * 3)])})
+    assert "Speed" not in c.html
+    assert S.comparison_section({"plain": pd.DataFrame({"x": [1]}),
+                                 "roofline": one}) == ""
+
+
+def test_long_tables_fold_under_their_summaries_and_stop_at_their_limits():
+    n = 201
+    a = pd.DataFrame({"function": [f"f{i}" for i in range(n)], "quantity": "forward",
+                      "dtype": "float64", "implementation": "numpy", "max_excess": 1.0,
+                      "max_ulp": 1.0, "worst_x": 1.0, "expected": 1.0, "got": 1.0,
+                      "false_zeros": 0, "nonfinite": 0, "passed": False})
+    h = S.accuracy_section({"accuracy": a}).html
+    assert ("<summary>Largest error beyond κ per function, quantity, dtype and implementation "
+            "<span class='muted'>(201 rows; click to show)</span></summary>") in h
+    assert "<summary>The table <span class='muted'>(201 rows" in h
+    assert h.count("<p>(1 more rows in the run's files)</p>") == 2     # 200 rows shown
+    summ = pd.DataFrame({"optimizer": [f"o{i}" for i in range(n)], "configs": 1, "cells": 1,
+                         "failed": 1, "max_error_param": 0.0, "max_error_state": 0.0})
+    full = pd.DataFrame({"optimizer": "o", "config": [f"c{i}" for i in range(101)],
+                         "passed": False})
+    h = S.crossval_section({"crossval": full, "crossval_summary": summ}).html
+    assert ("<summary>Worst errors per optimizer × dtype × backend × torch implementation "
+            "<span class='muted'>(201 rows") in h
+    assert "<summary>The 101 disagreeing comparisons <span class='muted'>(101 rows" in h
+    # per optimizer: 60 rows shown (the default); per cell 200; the disagreements 100
+    assert "<p>(141 more rows in the run's files)</p>" in h
+    assert h.count("<p>(1 more rows in the run's files)</p>") == 2
+
+
+def test_training_section_is_the_training_report():
+    assert S._training_section({}) == ""
+    assert S._training_section({"unrelated": pd.DataFrame()}) == ""
