@@ -444,3 +444,57 @@ def test_long_tables_fold_under_their_summaries_and_stop_at_their_limits():
 def test_training_section_is_the_training_report():
     assert S._training_section({}) == ""
     assert S._training_section({"unrelated": pd.DataFrame()}) == ""
+
+
+KEYED = {   # frame -> (the columns that identify a measurement, the compared value)
+    "crossval": (["optimizer", "config", "probe", "dtype", "backend", "torch_impl", "steps"],
+                 "passed"),
+    "gradstats_summary": (["activation", "init", "depth", "width", "batch", "seed", "dtype"],
+                          "R_z"),
+    "convergence": (["problem", "optimizer", "lr", "start_0", "start_1", "steps", "seed"],
+                    "steps_to_target_1e-04"),
+    "basins": (["optimizer", "lr", "start_0", "start_1"], "minimizer_index"),
+}
+
+
+@pytest.mark.parametrize("name", list(KEYED))
+def test_every_key_column_separates_measurements(name):
+    """Two measurements per run that differ in one key column only, with different values:
+    matched by that column they agree (2 compared, 0 changed); a key left out would pair
+    each with both."""
+    keys, value = KEYED[name]
+    vals = [True, False] if value == "passed" else [1.0, 2.0]
+    for k in keys:
+        rows = [{"run": run, **dict.fromkeys(keys, 0), k: i, value: vals[i]}
+                for run in ("r1", "r2") for i in (0, 1)]
+        h = S.comparison_section({name: pd.DataFrame(rows)}).html
+        assert "<p>2 compared at equal settings, <b>0 changed</b>" in h, (name, k)
+
+
+def test_every_speed_key_separates_measurements():
+    keys = ["optimizer", "config", "implementation", "size", "dtype", "threads",
+            "torch_threads"]
+    for k in keys:
+        rows = [{"run": run, **dict.fromkeys(keys, 0), k: i, "seconds": [1.0, 4.0][i],
+                 "seconds_min": [1.0, 4.0][i], "seconds_max": [1.0, 4.0][i]}
+                for run in ("r1", "r2") for i in (0, 1)]
+        m, _ = S.compare_speed(pd.DataFrame(rows))
+        assert m["time_ratio"].tolist() == [1.0, 1.0], k
+    # given seconds_min, the roofline's spread is not used
+    r = _speed(FIRST[:1], LAST[:1]).assign(spread=5.0)
+    m, _ = S.compare_speed(r)
+    assert m.seconds_max_first.tolist() == [1.1]
+
+
+def test_r_z_changes_beyond_1e_9_count():
+    g = pd.DataFrame({"run": ["r1", "r2"], "activation": "tanh", "init": "x", "depth": 10,
+                      "width": 8, "batch": 8, "seed": 0, "dtype": "f",
+                      "R_z": [0.5, 0.5 + 1e-6]})
+    assert "<b>1 changed</b>" in S.comparison_section({"gradstats_summary": g}).html
+
+
+def test_long_speed_comparison_folds_and_stops_at_100():
+    first = [(f"o{i}", "n", 1.0, 1.0, 1.0) for i in range(101)]
+    c = S.comparison_section({"roofline": _speed(first, first)})
+    assert "<summary>101 time ratios <span class='muted'>(101 rows" in c.html
+    assert "<p>(1 more rows in the run's files)</p>" in c.html
