@@ -218,7 +218,9 @@ def softmax_rows(dtype: str, width: int = 1000, seed: int = 0) -> np.ndarray:
 def ulp(value: np.ndarray, dtype: str) -> np.ndarray:
     """The spacing of ``dtype`` at |value| (its largest spacing beyond its range)."""
     info = np.finfo(dtype)
-    v = np.minimum(np.abs(np.asarray(value, np.float64)), float(info.max))
+    # the largest number below max: max's own spacing overflows to inf
+    top = float(np.nextafter(info.max, info.dtype.type(0)))
+    v = np.minimum(np.abs(np.asarray(value, np.float64)), top)
     return np.spacing(v.astype(dtype)).astype(np.float64)
 
 

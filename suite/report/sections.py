@@ -417,6 +417,7 @@ def accuracy_section(frames: Frames) -> Content | str:
     a = frames["accuracy"]
     wide = a.pivot_table(index=["function", "quantity", "dtype"], columns="implementation",
                          values="max_excess", aggfunc="max", sort=False).reset_index()
+    wide.columns.name = None  # else the table gets an empty column headed "implementation"
     bad = a[~a["passed"].astype(bool)]
     # gradsuite's backends (numpy, numba, torch) against torch's own functions
     ours = a["implementation"].isin(["numpy", "numba", "torch"])
