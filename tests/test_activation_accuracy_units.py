@@ -372,7 +372,8 @@ def test_exhaustive_slice_counts_and_bounds():
                                       chunk=100)
     assert top["inputs"] == 256
     assert top["max_ulp"] == 0.0
-    assert math.isnan(top["worst_x"])
+    # every result exact: the first input is named
+    assert top["worst_x"] == float(np.array([inf - 256], np.uint32).view(np.float32)[0])
     assert top["bound"] == 2.0
     d = accuracy.exhaustive_float32("elu", "derivative", backend="torch", start=ONE | 1 << 31,
                                     stop=(ONE | 1 << 31) + 64, chunk=64, alpha=0.5)
@@ -468,8 +469,8 @@ def test_table_defaults_and_messages(monkeypatch, capsys):
 
 
 def test_exhaustive_error_at_the_bound_is_not_over_it(monkeypatch):
-    """relu is exact in float32: a result planted exactly two ulps off is at numba's bound
-    (2 ulps), not over it; three ulps are over."""
+    """relu is exact in float32 and its forward κ = |x f'/f| is 1: a result planted exactly
+    three ulps off is at numba's bound (2 ulps + κ), not over it; four ulps are over."""
     real_get = A.get
     x1 = np.float32(1.5)
     x2 = np.float32(1.75)
@@ -480,7 +481,7 @@ def test_exhaustive_error_at_the_bound_is_not_over_it(monkeypatch):
 
         def forward(self, x):
             y = np.asarray(self.act.forward(x)).copy()
-            for at, k in ((x1, 2), (x2, 3)):
+            for at, k in ((x1, 3), (x2, 4)):
                 hit = x == at
                 y[hit] = y[hit] + k * np.spacing(y[hit])
             return y
@@ -493,9 +494,11 @@ def test_exhaustive_error_at_the_bound_is_not_over_it(monkeypatch):
     start = int(np.array([1.5], np.float32).view(np.uint32)[0])
     stop = int(np.array([1.75], np.float32).view(np.uint32)[0]) + 1
     res = accuracy.exhaustive_float32("relu", start=start, stop=stop, chunk=1 << 20)
-    assert res["max_ulp"] == 3.0
+    assert res["max_ulp"] == 4.0
     assert res["worst_x"] == 1.75
     assert res["over_bound"] == 1
+    assert res["max_excess"] == 3.0
+    assert res["excess_x"] == 1.75
 
 
 def test_derivative_zero_series_defaults():
