@@ -175,12 +175,13 @@ def run_rule_lockstep(rule: Any, ref: Trajectory, dtype: str = "float64",
             if ref.present[q][0]:
                 rec.add(0, q, ref.values[q][0])
     steps = min(ref.steps, len(ref.grads))
+    own = _state_dtypes(rule, ref, conv, n) if steps else [{} for _ in range(n)]
     for t in range(steps):
         params = [conv(ref.values[f"param[{i}]"][t]) for i in range(n)]
         state: list[dict[str, Any]] = []
         for i in range(n):
-            st: dict[str, Any] = {key: conv(ref.values[q][t]) for key, q in keyed[i]
-                                  if ref.present[q][t]}
+            st: dict[str, Any] = {key: _as(conv(ref.values[q][t]), own[i].get(key))
+                                  for key, q in keyed[i] if ref.present[q][t]}
             count = ref.counters.get(f"step[{i}]")
             if count is not None and not np.isnan(count[t]):
                 st["step"] = float(count[t])
@@ -192,6 +193,30 @@ def run_rule_lockstep(rule: Any, ref: Trajectory, dtype: str = "float64",
             return rec.finish(f"{type(exc).__name__}: {exc}", t + 1)
         _record(rec, t + 1, params, state)
     return rec.finish()
+
+
+def _state_dtypes(rule: Any, ref: Trajectory, conv: Callable[[np.ndarray], Any], n: int
+                  ) -> list[dict[str, Any]]:
+    """The dtype the rule itself gives each state entry, from one step of a fresh state on
+    the reference's first parameters and gradients: scalar state that torch keeps in its own
+    scalar dtype (NAdam's ``mu_product``: float32 beside float64 parameters) must keep that
+    dtype when the lockstep run loads the reference's values, or its next product is rounded
+    differently from torch's. Empty where that step fails (the lockstep run reports it)."""
+    params = [conv(ref.values[f"param[{i}]"][0]) for i in range(n)]
+    grads = [None if g is None else conv(g) for g in ref.grads[0]]
+    try:
+        state = rule.init(params)
+        rule.step(params, grads, state)
+    except Exception:  # noqa: BLE001 - the lockstep run itself meets the same failure
+        return [{} for _ in range(n)]
+    return [{k: v.dtype for k, v in st.items() if hasattr(v, "dtype")} for st in state]
+
+
+def _as(value: Any, dtype: Any) -> Any:
+    """``value`` (a converted reference value) in ``dtype`` when that differs."""
+    if dtype is None or value.dtype == dtype:
+        return value
+    return value.to(dtype) if hasattr(value, "to") else value.astype(dtype)
 
 
 def _record(rec: _Recorder, t: int, params: list[Any], state: list[dict[str, Any]]) -> None:

@@ -78,3 +78,24 @@ def test_model_probe_runs_are_fed_the_for_loop_float64_gradients(monkeypatch):
     assert all(r["passed"] for r in rows)
     crossval.crossval_cell(cfg, "scaled", "float64", steps=3, backends=("numpy",))
     assert calls == ["model"]
+
+
+def test_lockstep_keeps_the_scalar_state_dtype_torch_keeps():
+    """NAdam keeps mu_product in torch's scalar dtype (float32) beside float64 parameters. A
+    lockstep run loads the reference's values into the rule's state each step: in float64 its
+    next product rounds differently from torch's (2e-8 relative, this configuration failed
+    check-references once its free run landed just above 1e-12). In the rule's own dtype the
+    one-step errors are round-off."""
+    from suite.optim import get
+    from suite.probes import PROBES
+    from suite.trajectory import compare, run_rule_lockstep, run_torch
+
+    config = Config("nadam", (("lr", 0.05), ("maximize", True), ("momentum_decay", 0.0),
+                              ("weight_decay", 0.1)))
+    ref = run_torch(crossval._torch_factory(config, "forloop"), config.hyper,
+                    PROBES["scaled"], 20, "float64")
+    for backend in ("numpy", "numba", "torch"):
+        ours = run_rule_lockstep(get("nadam", backend=backend, **config.hyper), ref)
+        errors = {r.quantity: r.max_error for r in compare(ours, ref, 1e-12)}
+        assert errors["mu_product[0]"] <= 1e-15, (backend, errors)
+        assert max(errors.values()) <= 1e-12, (backend, errors)
