@@ -52,8 +52,8 @@ MODULES: dict[str, list[str]] = {
     "suite/optim/crossval.py": ["tests/test_optim_crossval.py", "tests/test_pinned.py",
                                 "tests/test_optim_crossval_units.py"],
     # (test_report_cli.py reads README.md, which the mutants' copy of the project lacks)
-    "suite/report/sections.py": ["tests/test_report_sections.py", "tests/test_report_values.py",
-                                 "tests/test_report_summary.py"],
+    "suite/report/sections.py": ["tests/test_report_sections.py", "tests/test_report_figures.py",
+                                 "tests/test_report_values.py", "tests/test_report_summary.py"],
     "suite/report/tables.py": ["tests/test_report_values.py", "tests/test_report_summary.py"],
     "suite/report/summary.py": ["tests/test_report_summary.py"],
     "suite/activations/accuracy.py": ["tests/test_activation_accuracy_units.py",
