@@ -351,10 +351,7 @@ def exp32_scaled(x):  # pragma: no cover - compiled
     rounds to 0 from x = -109); x > 0 is not supported (2^64 e^x overflows from x = 44);
     NaN propagates."""
     far = x < _SCALED_LO_F  # false for NaN, which then runs through the arithmetic
-    kf, hi, lo = _reduce32(_SCALED_LO_F if far else x)
-    r = hi - lo
-    p = _ONE_F + (r + (((hi - r) - lo) + _expm1_poly32(r)))
-    y = p * _pow2_32(np.int32(np.int32(kf) + _SCALE_F))
+    y = exp32_scaled_lo(_SCALED_LO_F if far else x, _ZERO_F)
     return _ZERO_F if far else y
 
 
