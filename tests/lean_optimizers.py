@@ -8,6 +8,8 @@ import torch
 class LeanAdam(torch.optim.Optimizer):
     """Adam with only lr, betas and eps (no weight_decay, amsgrad, maximize)."""
 
+    bias_correction = True
+
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
 
@@ -27,8 +29,15 @@ class LeanAdam(torch.optim.Optimizer):
                 t = float(st["step"])
                 st["exp_avg"].lerp_(p.grad, 1 - b1)
                 st["exp_avg_sq"].mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-                denom = (st["exp_avg_sq"].sqrt() / (1 - b2**t) ** 0.5).add_(group["eps"])
-                p.addcdiv_(st["exp_avg"], denom, value=-group["lr"] / (1 - b1**t))
+                c1, c2 = (1 - b1**t, 1 - b2**t) if self.bias_correction else (1.0, 1.0)
+                denom = (st["exp_avg_sq"].sqrt() / c2**0.5).add_(group["eps"])
+                p.addcdiv_(st["exp_avg"], denom, value=-group["lr"] / c1)
+
+
+class NoBiasAdam(LeanAdam):
+    """LeanAdam without the bias corrections of either moment."""
+
+    bias_correction = False
 
 
 class StrictKwargsAdam(LeanAdam):

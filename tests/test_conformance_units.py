@@ -14,6 +14,7 @@ from suite.conformance import check_optimizer
 from suite.conformance import optimizers as O
 from suite.subjects import resolve
 from suite.trajectory import QuantityResult, Trajectory
+from tests import lean_optimizers
 
 # ---- tolerances, floors, configurations -----------------------------------------------------
 
@@ -636,30 +637,8 @@ def test_state_relation_transform_edges():
 def test_explanation_columns_of_a_failing_cell():
     """A failing cell that no lr factor explains: lr_factor is NaN (a float), explained_by
     names what does explain it."""
-
-    class NoBiasAdam(torch.optim.Adam):
-        """Adam without bias corrections of either moment."""
-
-        @torch.no_grad()
-        def step(self):
-            for group in self.param_groups:
-                b1, b2 = group["betas"]
-                for p in group["params"]:
-                    if p.grad is None:
-                        continue
-                    st = self.state[p]
-                    if not st:
-                        st["step"] = torch.tensor(0.0, dtype=torch.float64)
-                        st["exp_avg"] = torch.zeros_like(p)
-                        st["exp_avg_sq"] = torch.zeros_like(p)
-                    st["step"] += 1
-                    st["exp_avg"].mul_(b1).add_(p.grad, alpha=1 - b1)
-                    st["exp_avg_sq"].mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-                    denom = st["exp_avg_sq"].sqrt().add_(group["eps"])
-                    p.addcdiv_(st["exp_avg"], denom, value=-group["lr"])
-
-    r = check_optimizer(NoBiasAdam, "adam", configs=[{"lr": 0.01}], dtypes="float64",
-                        probes="scaled", steps=10)
+    r = check_optimizer(lean_optimizers.NoBiasAdam, "adam", configs=[{"lr": 0.01}],
+                        dtypes="float64", probes="scaled", steps=10)
     assert not r.passed
     (row,) = r.frame.to_dict("records")
     assert not row["passed"]
