@@ -36,10 +36,10 @@ float64 lanes per AVX-512 vector instead of sixteen, but the result is the float
 correctly rounded to float32 in all but the rarest cases (tests/test_vecmath_erf.py measures it
 on all 2³² inputs).
 
-The exact GELU (:mod:`suite.activations.numba_kernels`) uses the pieces directly: Φ(x) and
-φ(x) share one exp(-x²/2), and erfcx takes t = |x|/√2, whose rounding costs < 1 ulp because
-|t erfcx'(t) / erfcx(t)| < 1 for t >= 0; the ill-conditioned x² only enters the exponential,
-split exactly.
+The float64 exact GELU (:mod:`suite.activations.numba_kernels`; its float32 kernel has its own
+fitted approximations) uses the pieces directly: Φ(x) and φ(x) share one exp(-x²/2), and erfcx
+takes t = |x|/√2, whose rounding costs < 1 ulp because |t erfcx'(t) / erfcx(t)| < 1 for
+t >= 0; the ill-conditioned x² only enters the exponential, split exactly.
 """
 
 from __future__ import annotations
