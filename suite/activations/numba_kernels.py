@@ -167,17 +167,29 @@ def _sig_both32(x):  # pragma: no cover - compiled
 @njit(cache=True, inline="always")
 def _silu_both32(x):  # pragma: no cover - compiled
     """(x σ(x), σ(x) (1 + x σ(-x))) in float32 arithmetic, from the unrounded parts of
-    σ(x) = s0 + sc and σ(-x) = n0 + nc (_sig_parts32). 1 + x σ(-x): x n0 = ph + pl
-    exactly, 1 + ph is exact for ph in [-4, -0.5] (elsewhere the sum does not cancel), so it
-    is rounded once; σ(x) times it in one fma (rounding σ(-x) and 1 + x σ(-x) separately
-    cost up to 2.7 ulp near x = -2.4, where κ is 0). Near silu''s zero only σ(-x)'s own
-    error is magnified, less than the condition number κ there: no Taylor series needed.
-    For x < 0, σ(x) is 2^64 σ(x) and the results are scaled back last (one rounding into
-    the subnormals for x < -87)."""
-    _, _, (r0, rc, q0, qc), _ = _sig_parts32(x)
+    σ(x) = s0 + sc and σ(-x) = n0 + nc. e = exp(-|x|) (vecmath.exp32_scaled, < 0.9 ulp),
+    1 + e = d + dl exactly, r = 1 / (1 + e) = r0 + rc (one division, one Newton step that
+    takes dl and r0's rounding out) and q = num · r = q0 + qc (the product's error by a
+    fused multiply-add, no second Newton step), where num is e for x >= 0 and 2^64 e for
+    x < 0: σ(x) = r, σ(-x) = q for x >= 0 (σ(-x) is only added to 1 there: no scaling); σ(x)
+    = 2^-64 q, σ(-x) = r for x < 0. 1 + x σ(-x): x n0 = ph + pl exactly, 1 + ph is exact
+    for ph in [-4, -0.5] (elsewhere the sum does not cancel), so it is rounded once; σ(x)
+    times it in one fma (rounding σ(-x) and 1 + x σ(-x) separately cost up to 2.7 ulp near
+    x = -2.4, where κ is 0). Near silu''s zero only σ(-x)'s own error is magnified, less
+    than the condition number κ there: no Taylor series needed. For x < 0 the results are
+    scaled back by 2^-64 last (one rounding into the subnormals for x < -87)."""
+    es = vecmath.exp32_scaled(-abs(x))
+    e = es * _TWO_M64_F
     pos = x >= 0
+    num = e if pos else es
+    d = _F1 + e
+    dl = (_F1 - d) + e
+    r0 = _F1 / d
+    rc = r0 * vecmath._fma(-r0, dl, vecmath._fma(-r0, d, _F1))  # 1/(1+e) = r0 + rc (+ O(u²))
+    q0 = num * r0
+    qc = vecmath._fma(num, rc, vecmath._fma(num, r0, -q0))  # num/(1+e) = q0 + qc (+ O(u²))
     s0, sc = (r0, rc) if pos else (q0, qc)
-    n0, nc = (q0 * _TWO_M64_F, qc * _TWO_M64_F) if pos else (r0, rc)
+    n0, nc = (q0, qc) if pos else (r0, rc)
     scale = _F1 if pos else _TWO_M64_F
     ph = x * n0
     pl = vecmath._fma(x, n0, -ph)
