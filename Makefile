@@ -40,11 +40,12 @@ asv: $(STAMP)
 	$(BIN)/python -m suite.report.asv_offline .asv/html   # jQuery, flot, bootstrap from npm: works offline
 
 # Mutation testing (mutmut), one module at a time with its own test files, at most BUDGET
-# seconds per module on JOBS processes; scores in mutation/scores.json. MODULES= picks some.
+# seconds per module on JOBS processes; scores in mutation/scores.json. MODULES= picks some;
+# RESUME=1 goes on from the previous run's verdicts (more budget, call after call).
 BUDGET ?= 900
 JOBS   ?= 2
 mutation: $(STAMP)
-	$(BIN)/python tests/mutation.py $(MODULES) --budget $(BUDGET) --jobs $(JOBS)
+	$(BIN)/python tests/mutation.py $(MODULES) --budget $(BUDGET) --jobs $(JOBS) $(if $(RESUME),--resume)
 
 # The tests that a plain `pytest` deselects (marker slow), alone.
 test-slow: $(STAMP)

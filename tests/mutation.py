@@ -1,12 +1,17 @@
 """Mutation testing of gradsuite's core modules with mutmut, one module at a time.
 
     .venv/bin/python tests/mutation.py [MODULE ...] [--budget SECONDS] [--jobs N] [--out DIR]
+                                       [--resume]
 
 For each module (default: all of :data:`MODULES`), a copy of the project is made in
 ``DIR/<module>`` (default ``mutation/``, git-ignored) whose pyproject.toml tells mutmut to mutate
 that module only and to run the module's own test files; ``mutmut run`` then gets at most
 ``--budget`` seconds (default 900). Mutants not tried within the budget are counted as
-"not checked", never as killed. Prints, and writes to ``DIR/scores.json``, per module: mutants
+"not checked", never as killed. ``--resume`` keeps a module's copy from an earlier run and
+lets mutmut go on where it stopped (mutmut keeps each verdict in ``mutants/**/*.meta`` and
+skips decided mutants): each call stays within its budget and the checked part grows from
+call to call. The copy is the code of the first run: start afresh (no ``--resume``) after
+changing the module or its tests. Prints, and writes to ``DIR/scores.json``, per module: mutants
 generated, killed (including by timeout), survived, not checked, and the score
 killed / (killed + survived). Surviving mutants: ``cd DIR/<module> && mutmut show NAME``.
 
@@ -22,6 +27,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -90,22 +96,70 @@ _STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no_tests", 33: "no_tests
            255: "timeout", None: "not_checked"}
 
 
+def _meta(meta: Path) -> dict:
+    """One of mutmut's metadata files; a clear error where it is not whole (mutmut writes them
+    in place, so a run stopped while writing one leaves it cut short)."""
+    try:
+        data = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"mutmut's metadata file {meta} cannot be read ({e}): a run stopped "
+                         "while writing it? Run this module again without --resume") from e
+    if not isinstance(data, dict):
+        raise TypeError(f"mutmut's metadata file {meta} holds {type(data).__name__}, "
+                        "expected a JSON object; run this module again without --resume")
+    return data
+
+
 def _counts(work: Path) -> dict[str, int]:
     """Outcome per mutant from mutmut's own metadata (mutants/**/*.meta)."""
     out = dict.fromkeys(("mutants", "killed", "timeout", "survived", "no_tests", "skipped",
                          "not_checked", "suspicious"), 0)
     for meta in (work / "mutants").rglob("*.meta"):
-        data = json.loads(meta.read_text(encoding="utf-8"))
+        data = _meta(meta)
         for code in data.get("exit_code_by_key", {}).values():
             out["mutants"] += 1
             out[_STATUS.get(code, "suspicious")] += 1
     return out
 
 
-def run_module(module: str, budget: float, jobs: int, out: Path) -> dict[str, object]:
+def _stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM to the process group of ``proc``, then SIGKILL to what is left after 10 s."""
+    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _resumable(module: str, tests: list[str], work: Path) -> bool:
+    """Whether ``work`` is a copy made for this module and these tests, with mutmut's
+    verdicts in it."""
+    try:
+        text = (work / "pyproject.toml").read_text(encoding="utf-8")
+    except OSError:
+        return False
+    if not (text.endswith(_config(module, tests)) and (work / "mutants").is_dir()):
+        return False
+    for meta in (work / "mutants").rglob("*.meta"):
+        _meta(meta)  # a cut-short file is an error, not a fresh start that loses the rest
+    return True
+
+
+def run_module(module: str, budget: float, jobs: int, out: Path,
+               resume: bool = False) -> dict[str, object]:
     name = module.removeprefix("suite/").removesuffix(".py").replace("/", ".")
     work = out / name
-    _prepare(module, MODULES[module], work)
+    resumed = resume and _resumable(module, MODULES[module], work)
+    if resume and not resumed:
+        print(f"{module}: no earlier run in {work} to resume (or made for other tests); "
+              "starting afresh", flush=True)
+    if not resumed:
+        _prepare(module, MODULES[module], work)
     # mutmut forks a child per mutant from a parent that has run Numba's parallel kernels:
     # the default OpenMP threading layer then ends the child with SIGTERM ("fork() called
     # from a process already using GNU OpenMP"), whatever the tests say; workqueue survives
@@ -114,17 +168,23 @@ def run_module(module: str, budget: float, jobs: int, out: Path) -> dict[str, ob
            "NUMBA_THREADING_LAYER": "workqueue"}
     mutmut = str(Path(sys.executable).parent / "mutmut")
     t0 = time.monotonic()
-    with (work / "mutmut.log").open("w", encoding="utf-8") as log:
+    with (work / "mutmut.log").open("a" if resumed else "w", encoding="utf-8") as log:
+        # its own process group: at the budget, mutmut and the children it forked stop
+        # together (a child left running would still be testing when a resumed run starts)
+        proc = subprocess.Popen([mutmut, "run", "--max-children", str(jobs)], cwd=work,
+                                env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
         try:
-            subprocess.run([mutmut, "run", "--max-children", str(jobs)], cwd=work, env=env,
-                           timeout=budget, stdout=log, stderr=subprocess.STDOUT, check=False)
+            proc.wait(timeout=budget)
             finished = True
         except subprocess.TimeoutExpired:
             finished = False
+            _stop_group(proc)
     c = _counts(work)
     killed = c["killed"] + c["timeout"]
     checked = killed + c["survived"] + c["no_tests"]
     return {"module": module, "tests": MODULES[module], **c, "finished": finished,
+            "resumed": resumed,
             "seconds": round(time.monotonic() - t0),
             "score": round(killed / checked, 4) if checked else None}
 
@@ -135,18 +195,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget", type=float, default=900.0, help="seconds per module")
     ap.add_argument("--jobs", type=int, default=2, help="mutants run at once")
     ap.add_argument("--out", type=Path, default=ROOT / "mutation")
+    ap.add_argument("--resume", action="store_true",
+                    help="go on from an earlier run's verdicts (same module and tests)")
     args = ap.parse_args(argv)
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
         ap.error(f"unknown module(s) {', '.join(unknown)}; expected some of {', '.join(MODULES)}")
     rows = []
     for module in args.modules or list(MODULES):
-        row = run_module(module, args.budget, args.jobs, args.out)
+        row = run_module(module, args.budget, args.jobs, args.out, args.resume)
         rows.append(row)
         print(f"{module}: score {row['score']} ({row['killed']} killed, {row['timeout']} "
               f"timeout, {row['survived']} survived, {row['no_tests']} without tests, "
               f"{row['not_checked']} not checked of "
-              f"{row['mutants']}; {row['seconds']} s{'' if row['finished'] else ', budget hit'})",
+              f"{row['mutants']}; {row['seconds']} s{'' if row['finished'] else ', budget hit'}"
+              f"{', resumed' if row['resumed'] else ''})",
               flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     scores = args.out / "scores.json"
