@@ -39,14 +39,19 @@ def _log_softmax(x: Any, backend: str) -> Any:
     return activations.get("log_softmax", backend=backend, dim=-1).forward(x)
 
 
-def _reduce(xp: Any, per: Any, reduction: str, count: Any = None) -> Any:
+def _size(a: Any) -> Any:
+    """The element count of a torch tensor, or of a NumPy array or scalar (a sum over the
+    last axis of a 1-d array is a NumPy scalar)."""
+    return a.numel() if hasattr(a, "numel") else np.size(a)
+
+
+def _reduce(per: Any, reduction: str, count: Any = None) -> Any:
     if reduction == "none":
         return per
     total = per.sum()
     if reduction == "sum":
         return total
-    n = per.numel() if xp is not np and count is None else (per.size if count is None else count)
-    return total / n
+    return total / (_size(per) if count is None else count)
 
 
 def _scale(reduction: str, n: Any) -> Any:
@@ -61,7 +66,7 @@ def _xlogy(xp: Any, x: Any, y: Any) -> Any:
     return xp.special.xlogy(x, y)
 
 
-def _onehot(xp: Any, target: Any, c: int, like: Any) -> Any:
+def _onehot(xp: Any, target: Any, like: Any) -> Any:
     if xp is np:
         out = np.zeros(like.shape, dtype=like.dtype)
         safe = np.where(target < 0, 0, target)
@@ -77,7 +82,7 @@ def _is_index_target(t: Any) -> bool:
     return not t.is_floating_point()
 
 
-def _check_indices(xp: Any, input: Any, target: Any, ignore_index: int) -> None:
+def _check_indices(input: Any, target: Any, ignore_index: int) -> None:
     c = input.shape[-1]
     if tuple(target.shape) != tuple(input.shape[:-1]):
         raise ValueError(f"target has shape {tuple(target.shape)}; expected "
@@ -93,53 +98,50 @@ def _check_indices(xp: Any, input: Any, target: Any, ignore_index: int) -> None:
 # ---- value and gradient of each loss ------------------------------------------------------
 
 def _mse(x: Any, t: Any, reduction: str, backend: str) -> tuple[Any, Any]:
-    xp = _ns(x)
     d = x - t
-    n = d.size if xp is np else d.numel()
-    return _reduce(xp, d * d, reduction), 2 * d * _scale(reduction, n)
+    return _reduce(d * d, reduction), 2 * d * _scale(reduction, _size(d))
 
 
-def _cross_entropy(x: Any, t: Any, reduction: str, backend: str, label_smoothing: float = 0.0,
-                   ignore_index: int = -100) -> tuple[Any, Any]:
+def _cross_entropy(x: Any, t: Any, reduction: str, backend: str, *, label_smoothing: float,
+                   ignore_index: int) -> tuple[Any, Any]:
     xp = _ns(x)
     c = x.shape[-1]
     lsm = _log_softmax(x, backend)
     sm = xp.exp(lsm)
     eps = label_smoothing
     if _is_index_target(t):
-        _check_indices(xp, x, t, ignore_index)
+        _check_indices(x, t, ignore_index)
         valid = t != ignore_index
-        oh = _onehot(xp, t, c, x)
+        oh = _onehot(xp, t, x)
         q = oh * (1 - eps) + eps / c
-        per = -(q * lsm).sum(-1) if xp is not np else -(q * lsm).sum(axis=-1)
+        per = -(q * lsm).sum(-1)
         vf = valid.astype(x.dtype) if xp is np else valid.to(x.dtype)
         per = per * vf
         n = vf.sum()
-        value = _reduce(xp, per, reduction, count=n)
+        value = _reduce(per, reduction, count=n)
         g = (sm - q) * vf[..., None]
         return value, g * _scale(reduction, n)
     if tuple(t.shape) != tuple(x.shape):
         raise ValueError(f"probability target has shape {tuple(t.shape)}; expected "
                          f"{tuple(x.shape)}")
     q = t * (1 - eps) + eps / c
-    per = -(q * lsm).sum(-1) if xp is not np else -(q * lsm).sum(axis=-1)
-    n = per.size if xp is np else per.numel()
-    qsum = q.sum(-1, keepdims=True) if xp is np else q.sum(-1, keepdim=True)
-    return _reduce(xp, per, reduction), (sm * qsum - q) * _scale(reduction, n)
+    per = -(q * lsm).sum(-1)
+    return _reduce(per, reduction), (sm * q.sum(-1, keepdims=True) - q) * _scale(reduction,
+                                                                                _size(per))
 
 
-def _nll(x: Any, t: Any, reduction: str, backend: str, ignore_index: int = -100
+def _nll(x: Any, t: Any, reduction: str, backend: str, *, ignore_index: int
          ) -> tuple[Any, Any]:
     xp = _ns(x)
     if not _is_index_target(t):
         raise TypeError("nll target must hold integer class indices")
-    _check_indices(xp, x, t, ignore_index)
+    _check_indices(x, t, ignore_index)
     valid = t != ignore_index
-    oh = _onehot(xp, t, x.shape[-1], x)
+    oh = _onehot(xp, t, x)
     vf = valid.astype(x.dtype) if xp is np else valid.to(x.dtype)
-    per = -(oh * x).sum(axis=-1) * vf if xp is np else -(oh * x).sum(-1) * vf
+    per = -(oh * x).sum(-1) * vf
     n = vf.sum()
-    return _reduce(xp, per, reduction, count=n), -oh * vf[..., None] * _scale(reduction, n)
+    return _reduce(per, reduction, count=n), -oh * vf[..., None] * _scale(reduction, n)
 
 
 def _bce(p: Any, t: Any, reduction: str, backend: str) -> tuple[Any, Any]:
@@ -152,22 +154,20 @@ def _bce(p: Any, t: Any, reduction: str, backend: str) -> tuple[Any, Any]:
     log_p = xp.where(log_p < lo, xp.full_like(p, lo), log_p)
     log_1mp = xp.where(log_1mp < lo, xp.full_like(p, lo), log_1mp)
     per = -(t * log_p + (1 - t) * log_1mp)
-    n = per.size if xp is np else per.numel()
     denom = (1 - p) * p
     eps = _BCE_EPS  # torch's EPSILON is the float 1e-12f
     denom = xp.where(denom < eps, xp.full_like(p, eps), denom)
-    return _reduce(xp, per, reduction), (p - t) / denom * _scale(reduction, n)
+    return _reduce(per, reduction), (p - t) / denom * _scale(reduction, _size(per))
 
 
 def _bce_logits(x: Any, t: Any, reduction: str, backend: str) -> tuple[Any, Any]:
     xp = _ns(x)
     # (1 - t) x + log(1 + e^{-x}), written so that no exp overflows
     per = (1 - t) * x + xp.log1p(xp.exp(-xp.abs(x))) + xp.maximum(-x, xp.zeros_like(x))
-    n = per.size if xp is np else per.numel()
-    return _reduce(xp, per, reduction), (activations.sigmoid(x) - t) * _scale(reduction, n)
+    return _reduce(per, reduction), (activations.sigmoid(x) - t) * _scale(reduction, _size(per))
 
 
-def _kl_div(x: Any, t: Any, reduction: str, backend: str, log_target: bool = False
+def _kl_div(x: Any, t: Any, reduction: str, backend: str, *, log_target: bool
             ) -> tuple[Any, Any]:
     xp = _ns(x)
     if log_target:
@@ -175,21 +175,18 @@ def _kl_div(x: Any, t: Any, reduction: str, backend: str, log_target: bool = Fal
         per, g = et * (t - x), -et
     else:
         per, g = _xlogy(xp, t, t) - t * x, -t
-    n = per.size if xp is np else per.numel()
     if reduction == "batchmean":
         b = x.shape[0] if x.ndim > 0 else 1  # torch: input.size(0) unless 0-dim
         return per.sum() / b, g / b
-    return _reduce(xp, per, reduction), g * _scale(reduction, n)
+    return _reduce(per, reduction), g * _scale(reduction, _size(per))
 
 
 def _entropy(p: Any, t: Any, reduction: str, backend: str) -> tuple[Any, Any]:
     xp = _ns(p)
     per = -_xlogy(xp, p, p)
-    per = per.sum(axis=-1) if xp is np else per.sum(-1)
-    n = per.size if xp is np else per.numel()
-    with np.errstate(divide="ignore"):
-        g = -(xp.log(p) + 1)
-    return _reduce(xp, per, reduction), g * _scale(reduction, n)
+    per = per.sum(-1)
+    g = -(xp.log(p) + 1)  # +inf at p = 0, silently: Loss._run ignores floating-point errors
+    return _reduce(per, reduction), g * _scale(reduction, _size(per))
 
 
 @dataclass(frozen=True)
@@ -206,8 +203,6 @@ class LossSpec:
 
         if self.name == "mse":
             return F.mse_loss(input, target, reduction=reduction)
-        if self.name == "binary_cross_entropy_with_logits":
-            return F.binary_cross_entropy_with_logits(input, target, reduction=reduction)
         if self.name == "entropy":
             per = -torch.special.xlogy(input, input).sum(-1)
             return {"none": per, "sum": per.sum(), "mean": per.mean()}[reduction]

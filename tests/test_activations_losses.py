@@ -368,3 +368,31 @@ def test_numba_float32_softmax_special_rows(name):
     y1, dx1 = act.forward_backward(one, np.ones_like(one))
     np.testing.assert_array_equal(y1, np.zeros_like(one) if name == "log_softmax" else 1.0)
     np.testing.assert_array_equal(dx1, 0.0)
+
+
+def test_losses_are_quiet_where_torch_is_and_pass_other_warnings_on(monkeypatch):
+    """entropy at p = 0 (log 0 in its gradient) warns nothing, as torch's xlogy does not; the
+    torch twin of kl_div's 'mean' hides torch's own advice about 'batchmean' (the reference
+    mirrors 'mean' on purpose) and nothing else."""
+    import warnings
+
+    p = np.array([[0.0, 0.25, 0.75], [1.0, 0.0, 0.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        v, g = L.get("entropy").value(p), L.get("entropy").grad(p)
+        assert np.isfinite(v)
+        assert np.isinf(g[0, 0])  # -(log 0 + 1) = +inf, silently
+        x = torch.log_softmax(torch.tensor([[0.1, 0.2, 0.7]]), -1)
+        t = torch.tensor([[0.2, 0.3, 0.5]])
+        L.get("kl_div").torch_value(x, t, reduction="mean")  # torch warns here by itself
+    import torch.nn.functional as F
+
+    real = F.kl_div
+
+    def noisy(*args, **kwargs):
+        warnings.warn("something else", UserWarning, stacklevel=2)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(F, "kl_div", noisy)
+    with pytest.warns(UserWarning, match="something else"):
+        L.get("kl_div").torch_value(x, t, reduction="mean")
