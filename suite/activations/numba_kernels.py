@@ -128,6 +128,18 @@ _TWO_M64_F = vecmath._TWO_M64_F
 
 
 @njit(cache=True, inline="always")
+def _one_plus_e32(x):  # pragma: no cover - compiled
+    """e = exp(-|x|) for the float32 sigmoid family: (es, e, d, dl, r0) with es = 2^64 e
+    (vecmath.exp32_scaled, < 0.9 ulp; normal where e is subnormal), 1 + e = d + dl exactly
+    (fast two-sum, 1 >= e) and r0 = 1 / d rounded (the one division)."""
+    es = vecmath.exp32_scaled(-abs(x))
+    e = es * _TWO_M64_F
+    d = _F1 + e
+    dl = (_F1 - d) + e
+    return es, e, d, dl, _F1 / d
+
+
+@njit(cache=True, inline="always")
 def _sig_parts32(x):  # pragma: no cover - compiled
     """(r, qs) = (1 / (1 + e), 2^64 e / (1 + e)), e = exp(-|x|), in float32 arithmetic: σ(|x|)
     and σ(-|x|) · 2^64 (scaled so that it stays normal, with all its digits, where σ(-|x|)
@@ -135,11 +147,7 @@ def _sig_parts32(x):  # pragma: no cover - compiled
     vecmath.exp32_scaled (< 0.9 ulp); 1 + e = d + dl exactly (fast two-sum, 1 >= e); one
     division r0 = 1 / d, then one Newton step each that takes dl and r0's rounding out (both
     nearly correctly rounded)."""
-    es = vecmath.exp32_scaled(-abs(x))
-    e = es * _TWO_M64_F
-    d = _F1 + e
-    dl = (_F1 - d) + e
-    r0 = _F1 / d
+    es, e, d, dl, r0 = _one_plus_e32(x)
     rc = r0 * (vecmath._fma(-r0, d, _F1) - r0 * dl)  # 1 / (1 + e) = r0 + rc (+ O(u²))
     q0 = es * r0
     qc = r0 * (vecmath._fma(-q0, d, es) - q0 * dl)  # 2^64 e / (1 + e) = q0 + qc (+ O(u²))
@@ -151,11 +159,7 @@ def _sig_both32(x):  # pragma: no cover - compiled
     """(σ(x), σ'(x)) in float32 arithmetic: σ = r or q by the sign, σ' = q r (see
     _sig_parts32). Accuracy table (tests/test_activation_accuracy.py): σ <= 1.0 ulp,
     σ' <= 1.6 ulp + κ."""
-    es = vecmath.exp32_scaled(-abs(x))
-    e = es * _TWO_M64_F
-    d = _F1 + e
-    dl = (_F1 - d) + e
-    r0 = _F1 / d
+    es, e, d, dl, r0 = _one_plus_e32(x)
     q0 = es * r0
     qs = vecmath._fma(r0, vecmath._fma(-q0, d, es) - q0 * dl, q0)
     q = qs * _TWO_M64_F
@@ -178,13 +182,9 @@ def _silu_both32(x):  # pragma: no cover - compiled
     x = -2.4, where κ is 0). Near silu''s zero only σ(-x)'s own error is magnified, less
     than the condition number κ there: no Taylor series needed. For x < 0 the results are
     scaled back by 2^-64 last (one rounding into the subnormals for x < -87)."""
-    es = vecmath.exp32_scaled(-abs(x))
-    e = es * _TWO_M64_F
+    es, e, d, dl, r0 = _one_plus_e32(x)
     pos = x >= 0
     num = e if pos else es
-    d = _F1 + e
-    dl = (_F1 - d) + e
-    r0 = _F1 / d
     rc = r0 * vecmath._fma(-r0, dl, vecmath._fma(-r0, d, _F1))  # 1/(1+e) = r0 + rc (+ O(u²))
     q0 = num * r0
     qc = vecmath._fma(num, rc, vecmath._fma(num, r0, -q0))  # num/(1+e) = q0 + qc (+ O(u²))
