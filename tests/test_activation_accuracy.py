@@ -23,6 +23,17 @@ def test_ulp_error_by_hand():
     err = accuracy.ulp_error(np.array([np.nan, np.inf, np.inf]), np.array([1.0, 1.0, np.inf]),
                              np.zeros(3), "float64")
     assert err.tolist() == [np.inf, np.inf, 0.0]
+    # a finite float64 truth beyond float32's range plus half its last spacing rounds to inf
+    # in float32: the kernel's inf is then exact; just below that line the truth rounds to
+    # FLT_MAX and an inf is infinitely wrong
+    top = float(np.finfo(np.float32).max)
+    half = 2.0**103
+    err = accuracy.ulp_error(np.array([np.inf, -np.inf, np.inf, top, np.inf]),
+                             np.array([3.5e38, -3.5e38, top + half, 3.5e38, top + half / 2]),
+                             np.zeros(5), "float32")
+    assert err[:3].tolist() == [0.0, 0.0, 0.0]
+    assert err[3] == (3.5e38 - top) / 2.0**104
+    assert err[4] == np.inf
     # subnormal truth: spacing is the smallest subnormal
     assert accuracy.ulp(np.array([5e-324]), "float64")[0] == 5e-324
 
@@ -154,6 +165,13 @@ def test_exhaustive_float32_holds_kernels_to_the_bound_with_kappa():
     assert res["max_ulp"] > 1e4
     assert res["over_bound"] == 0, res
     assert res["max_excess"] <= 2.0, res
+    # selu overflows float32 above FLT_MAX / 1.0507: the kernel's inf there is the correctly
+    # rounded value, not an error (the 2^16 patterns below the first x whose selu overflows)
+    first = int(np.float32(np.finfo(np.float32).max / 1.0507009873554805).view(np.uint32))
+    top = accuracy.exhaustive_float32("selu", start=first - (1 << 15), stop=first + (1 << 15))
+    assert top["inputs"] == 1 << 16
+    assert top["over_bound"] == 0, top
+    assert top["max_ulp"] <= 0.5, top
     # where every result is exact the report still names an input (it read NaN)
     exact = accuracy.exhaustive_float32("relu", start=0x41800000, stop=0x41800000 + 1000)
     assert exact["max_ulp"] == 0.0

@@ -226,11 +226,14 @@ def ulp(value: np.ndarray, dtype: str) -> np.ndarray:
 
 def ulp_error(got: np.ndarray, hi: np.ndarray, lo: np.ndarray, dtype: str) -> np.ndarray:
     """|got - (hi + lo)| / ulp(truth) in ``dtype``; inf where got is inf or NaN and the truth
-    is finite, 0 where both are the same infinity."""
+    rounded to ``dtype`` is finite, 0 where got is the infinity the truth rounds to (a true
+    value beyond ``dtype``'s largest number plus half its spacing, e.g. selu(x) for float32 x
+    above FLT_MAX / 1.0507, is inf when correctly rounded)."""
     g = np.asarray(got, np.float64)
     with np.errstate(all="ignore"):
         err = np.abs((g - hi) - lo) / ulp(hi, dtype)
-    same = (g == hi) & np.isinf(hi)
+        rounded = (np.asarray(hi, np.float64) + lo).astype(dtype).astype(np.float64)
+    same = (g == rounded) & np.isinf(rounded)
     err = np.where(same, 0.0, err)
     return np.where(np.isnan(err), np.inf, err)
 
