@@ -346,10 +346,10 @@ def _compensated_sum(xp: Any, v: Any, dim: int) -> Any:
 
 
 def _softmax_parts(x: Any, dim: int, exact: bool) -> tuple[Any, Any, Any]:
-    """(d, e, others) in float64: d = x - max, e = exp(d), others = Σ e over the row without
-    the (first) maximum. ``exact`` (float64 inputs): the rounding error of x - max is folded
-    into d and e (two-sum), and the sum is compensated; for float32 inputs float64 is
-    already exact enough."""
+    """(d, r, e, others) in float64: x - max = d + r (r its rounding error), e = exp(x - max),
+    others = Σ e over the row without the (first) maximum. ``exact`` (float64 inputs): r from
+    a two-sum, folded into e (e^(d + r) = e^d (1 + r)), and the sum is compensated; for
+    float32 inputs float64 is already exact enough (r = 0)."""
     xp = _ns(x)
     m = _amax(xp, x, dim)
     if exact:
@@ -357,9 +357,9 @@ def _softmax_parts(x: Any, dim: int, exact: bool) -> tuple[Any, Any, Any]:
         r = _where(xp, xp.isfinite(r), r, xp.zeros_like(r))  # -inf logits: e = 0
         e = xp.exp(d)
         e = e + e * r
-        d = d + r
     else:
         d = x - m
+        r = 0.0
         e = xp.exp(d)
     idx = xp.argmax(x, axis=dim) if xp is np else x.argmax(dim=dim)
     idx = xp.expand_dims(idx, dim) if xp is np else idx.unsqueeze(dim)
@@ -368,11 +368,11 @@ def _softmax_parts(x: Any, dim: int, exact: bool) -> tuple[Any, Any, Any]:
     pos = xp.arange(x.shape[dim]) if xp is np else xp.arange(x.shape[dim], device=x.device)
     rest = _where(xp, pos.reshape(shape) == idx, xp.zeros_like(e), e)
     others = _compensated_sum(xp, rest, dim) if exact else _sum(xp, rest, dim)
-    return d, e, others
+    return d, r, e, others
 
 
 def _softmax(x: Any, dim: int) -> Any:
-    _, e, others = _softmax_parts(_widen(x), dim, _is64(x))
+    _, _, e, others = _softmax_parts(_widen(x), dim, _is64(x))
     return _narrow(e / (1 + others), x)
 
 
@@ -384,10 +384,15 @@ def _softmax_vjp(x: Any, dy: Any, dim: int) -> Any:
 
 
 def _log_softmax(x: Any, dim: int) -> Any:
-    """(x - max) - log1p(Σ others): the dominant logit's -log(1 + tiny) keeps its digits."""
+    """(x - max) - log1p(Σ others): the dominant logit's -log(1 + tiny) keeps its digits;
+    x - max = d + r enters with its rounding error r (added after d - log1p, where it moves
+    the result's last bit; d + r alone would round back to d): (d - log1p) = s + t exactly
+    (two-sum), then s + (t + r) rounded once."""
     xp = _ns(x)
-    d, _, others = _softmax_parts(_widen(x), dim, _is64(x))
-    return _narrow(d - xp.log1p(others), x)
+    d, r, _, others = _softmax_parts(_widen(x), dim, _is64(x))
+    s, t = _two_sum(d, -xp.log1p(others))
+    t = _where(xp, xp.isfinite(t), t + r, xp.zeros_like(t))  # -inf logits: s = -inf
+    return _narrow(s + t, x)
 
 
 @_through_float64
