@@ -116,6 +116,64 @@ def test_compare_speed_drift_and_robust_band():
     assert "share (1.00x)" in note
 
 
+def test_compare_speed_labels_changes_against_the_drift():
+    # ten measurements 2x slower (the machine), one only 1.2x: that one got faster than the
+    # rest, though its own ratio is above 1; one 3.2x got slower
+    first = [(f"o{i}", "n", 1.0, 1.0, 1.0) for i in range(12)]
+    last = ([(f"o{i}", "n", 2.0, 2.0, 2.0) for i in range(10)]
+            + [("o10", "n", 1.2, 1.2, 1.2), ("o11", "n", 3.2, 3.2, 3.2)])
+    m, note = S.compare_speed(_speed(first, last))
+    assert m.change.tolist() == [""] * 10 + ["faster", "slower"]
+    assert "share (2.00x)" in note
+
+
+def test_compare_speed_edges_and_notes():
+    # beyond means strictly beyond: a ratio of exactly 2 with noise 1 (band x/÷2) is no change
+    m, _ = S.compare_speed(_speed([("a", "n", 1.0, 1.0, 1.0)], [("a", "n", 2.0, 2.0, 2.0)]),
+                           noise=1.0)
+    assert m.change.tolist() == [""]
+    # touching ranges overlap also when the last run is faster; repeats that varied exactly
+    # max_spread times in the last run are not noisy
+    m, _ = S.compare_speed(_speed([("a", "n", 2.0, 2.0, 2.4)], [("a", "n", 1.0, 1.6, 2.0)]))
+    assert m.change.tolist() == [""]
+    m, _ = S.compare_speed(_speed([("a", "n", 2.0, 2.0, 2.4)], [("a", "n", 1.0, 1.0, 1.5)]))
+    assert m.change.tolist() == ["faster"]
+    # the whole note when every measurement has a counterpart and none is noisy
+    m, note = S.compare_speed(_speed([("a", "n", 1.0, 1.0, 1.1)], [("a", "n", 1.0, 1.0, 1.1)]))
+    assert note == ("a change is flagged where the time ratio, after the drift all measurements "
+                    "share (1.00x), is beyond ×/÷1.25 (±25% or 3 robust standard deviations "
+                    "of all ratios, the larger) and the ranges over repeats do not overlap; "
+                    "apparent changes of measurements whose repeats varied by more than 1.5x "
+                    "are too noisy to judge")
+    m, note = S.compare_speed(_speed([("a", "n", 1.0, 0, 0)], [("a", "n", 3.0, 0, 0)],
+                                     spread=False))
+    assert m.change.tolist() == ["slower"]
+    assert note == ("a change is flagged where the time ratio, after the drift all measurements "
+                    "share (1.00x), is beyond ×/÷1.25 (±25% or 3 robust standard deviations "
+                    "of all ratios, the larger) (these runs did not record their spread over "
+                    "repeats)")
+
+
+def test_compare_speed_first_and_last_of_three_runs():
+    r = pd.concat([_speed([("a", "n", 1.0, 1.0, 1.0)], [("a", "n", 1.0, 1.0, 1.0)]),
+                   _speed([], [("a", "n", 5.0, 5.0, 5.0)]).assign(run="r3")])
+    m, _ = S.compare_speed(r)
+    assert m.seconds_last.tolist() == [5.0]
+    assert m.change.tolist() == ["slower"]
+
+
+@pytest.mark.parametrize(("column", "first", "last", "said"), [
+    ("dtype", "float32", "float64", "dtype float32 vs float64"),
+    ("torch_threads", 1, 2, "torch_threads 1 vs 2"),
+    ("optimizer", "adam", "sgd", "optimizer adam vs sgd")])
+def test_compare_speed_not_comparable_names_the_setting(column, first, last, said):
+    r = _speed([("adam", "n", 1.0, 1.0, 1.0)], [("adam", "n", 1.0, 1.0, 1.0)])
+    r[column] = [first, last]
+    m, note = S.compare_speed(r)
+    assert m.empty
+    assert note == f"not comparable: no measurement at equal settings ({said})"
+
+
 def test_compare_speed_not_comparable():
     r = _speed(FIRST[:2], LAST[:2]).assign(size=[100, 100, 200, 200])
     m, note = S.compare_speed(r)
@@ -156,7 +214,7 @@ def test_settings_note():
 def test_compare_keyed():
     f = pd.DataFrame({"run": ["r1"] * 4 + ["r2"] * 4, "k": [1, 2, 3, 4, 1, 2, 3, 5],
                       "v": [1.0, 2.0, np.nan, 4.0, 1.0 + 1e-12, 2.1, np.nan, 5.0]})
-    changed, n, unmatched, _ = S._compare_keyed(f, ["k", "absent"], "v", 1e-9)
+    changed, n, unmatched = S._compare_keyed(f, ["k", "absent"], "v", 1e-9)
     assert n == 3
     assert unmatched == 2
     assert changed["k"].tolist() == [2]
@@ -166,10 +224,20 @@ def test_compare_keyed():
     assert changed["k"].tolist() == [1, 2]
     # text values compare as text; the first and the last run are compared (not the middle)
     g = pd.DataFrame({"run": ["r1", "r2", "r3"], "k": 1, "v": ["a", "b", "a"]})
-    changed, n, unmatched, _ = S._compare_keyed(g, ["k"], "v", 0.0)
+    changed, n, unmatched = S._compare_keyed(g, ["k"], "v", 0.0)
     assert (n, unmatched, len(changed)) == (1, 0, 0)
     g = pd.DataFrame({"run": ["r1", "r2", "r3"], "k": 1, "v": [True, True, False]})
     changed, *_ = S._compare_keyed(g, ["k"], "v", 0.0)
+    assert len(changed) == 1
+    # runs that recorded a value and runs that recorded None load as one object column:
+    # None against NaN is no change, against a number it is one; with text in it, all is text
+    h = pd.DataFrame({"run": ["r1", "r1", "r1", "r2", "r2", "r2"], "k": [1, 2, 3, 1, 2, 3],
+                      "v": pd.Series([np.nan, 3.0, 4.0, None, None, 4.0 + 1e-12],
+                                     dtype=object)})
+    changed, n, _ = S._compare_keyed(h, ["k"], "v", 1e-9)
+    assert (n, changed["k"].tolist()) == (3, [2])
+    text = pd.DataFrame({"run": ["r1", "r2"], "k": 1, "v": [3.0, "3.0x"]})
+    changed, *_ = S._compare_keyed(text, ["k"], "v", 0.0)
     assert len(changed) == 1
 
 
@@ -207,6 +275,56 @@ def test_comparison_section_flags_and_texts():
     assert len(speed) == 5
     assert cv["config"].tolist() == ["b", "c"]
     assert [num(v) for v in speed["time_ratio"]] == [2.0, 1.1, 0.5, 2.0, 1.5]
+
+
+def _convergence(run, steps, start_0=(0.0, 1.0)):
+    return pd.DataFrame({"run": run, "problem": "himmelblau", "optimizer": "adam", "lr": 0.1,
+                         "start_0": list(start_0), "start_1": 0.0, "steps": 100, "seed": 0,
+                         "steps_to_target_1e-04": steps})
+
+
+def test_comparison_section_keyed_frames_exactly():
+    # one step more to the target and another minimum reached are changes (tolerance 0);
+    # the first and the last of three runs are compared; a frame with one run is skipped
+    # and the frames after it are still compared
+    conv = pd.concat([_convergence("r1", [10, 20]), _convergence("r2", [99, 99]),
+                      _convergence("r3", [10, 21])])
+    basins = pd.DataFrame({"run": ["r1", "r3"], "optimizer": "o", "lr": 0.1, "start_0": 0.0,
+                           "start_1": 0.0, "minimizer_index": [1, 2]})
+    c = S.comparison_section({"crossval": _crossval("r1", [True] * 3), "convergence": conv,
+                              "basins": basins})
+    assert c.summary == "convergence: 1 changed; basins: 1 changed"
+    assert ("<h3>Convergence: steps to f - f* < 1e-4 per start</h3><p>2 compared at equal "
+            "settings, <b>1 changed</b> (deterministic for a given seed, so any change is "
+            "real).</p>") in c.html.replace("&lt;", "<")
+    conv_t, basin_t = tables(c.html)
+    assert [num(v) for v in conv_t["steps_to_target_1e-04_last"]] == [21]
+    assert [num(v) for v in basin_t["minimizer_index_last"]] == [2]
+    assert c.html.count("<h3>") == 2
+    assert c.html.startswith("<h3>Convergence") and "</table></div><h3>Basins" in c.html
+    # rows without a counterpart whose keys differ in no column the note lists
+    lr = pd.concat([_convergence("r1", [10, 20]),
+                    _convergence("r2", [10, 20], start_0=(0.0, 2.0))])
+    c = S.comparison_section({"convergence": lr})
+    assert ("1 compared at equal settings, <b>0 changed</b> (deterministic for a given seed, "
+            "so any change is real). 2 rows had no counterpart in the other run (start_0 0, 1 "
+            "vs 0, 2).</p>") in c.html
+    lr = pd.concat([_convergence("r1", [10, 20]), _convergence("r2", [10, 20])],
+                   ignore_index=True)
+    lr.loc[3, "lr"] = 0.1000001   # equal to 3 digits: unmatched, but no setting to name
+    c = S.comparison_section({"convergence": lr})
+    assert "rows had no counterpart in the other run.</p>" in c.html
+
+
+def test_comparison_section_long_change_tables_fold_and_cut():
+    n = 130
+    conv = pd.concat([_convergence("r1", list(range(n)), start_0=range(n)),
+                      _convergence("r2", [v + 1 for v in range(n)], start_0=range(n))])
+    c = S.comparison_section({"convergence": conv})
+    assert f"<b>{n} changed</b>" in c.html
+    assert f"{n} changes <span class='muted'>({n} rows; click to show)</span>" in c.html
+    assert f"({n - 100} more rows in the run's files)" in c.html
+    assert len(tables(c.html)[0]) == 100
 
 
 def test_comparison_section_without_changes_passes():
@@ -306,6 +424,11 @@ def test_basin_share_table():
     quiet = shares.assign(share=np.where(shares.minimizer_index == -1, 0.0, shares.share))
     assert "diverged" not in S.basin_share_table(quiet).columns
     assert "diverged" not in S.basin_share_table(shares[shares.minimizer_index >= 0]).columns
+    # an index one past the labelled minima is named by its number, not an error
+    four = S.basin_share_table(pd.DataFrame({"optimizer": "o", "minimizer_index": [3, 4],
+                                             "share": [0.5, 0.5]}))
+    assert four.columns.tolist() == ["optimizer", "D", "minimum 4"]
+    assert four.columns.name is None
     # without an lr column, one row per optimizer
     t = S.basin_share_table(shares.drop(columns="lr"))
     assert t.columns.tolist()[:2] == ["optimizer", "A"]

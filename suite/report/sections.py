@@ -251,8 +251,8 @@ def _settings_note(a: pd.DataFrame, b: pd.DataFrame, cols: list[str]) -> str:
     for c in cols:
         if c in a and c in b:
             va, vb = sorted(a[c].dropna().unique()), sorted(b[c].dropna().unique())
-            if [fmt(v) for v in va] == [fmt(v) for v in vb]:
-                continue
+            if {fmt(v) for v in va} == {fmt(v) for v in vb}:
+                continue  # equal to 3 digits: the same setting
             if max(len(va), len(vb)) <= 6:
                 listed.append(f"{c} {', '.join(map(fmt, va))} vs {', '.join(map(fmt, vb))}")
             else:
@@ -306,13 +306,14 @@ def compare_speed(r: pd.DataFrame, noise: float = 0.25, max_spread: float = 1.5
                  | (m["seconds_max_last"] > max_spread * m["seconds_min_last"]))
         spread = (f"and the ranges over repeats do not overlap; apparent changes of measurements "
                   f"whose repeats varied by more than {max_spread:g}x are too noisy to judge")
+        noisy = beyond & noisy  # an apparent change that the spread of repeats cannot support
     else:
-        apart = pd.Series(True, index=m.index)
-        noisy = pd.Series(False, index=m.index)
+        apart, noisy = True, beyond & False
         spread = "(these runs did not record their spread over repeats)"
-    noisy = beyond & noisy  # an apparent change that the spread of repeats cannot support
+    # slower or faster than the drift that every measurement shares (the ratio itself may be
+    # above 1 for a measurement that got faster than the rest)
     m["change"] = np.where(noisy, "too noisy", np.where(
-        beyond & apart, np.where(m["time_ratio"] > 1, "slower", "faster"), ""))
+        beyond & apart, np.where(logr > drift, "slower", "faster"), ""))
     cols = [*keys, "seconds_first", "seconds_last", "time_ratio", "change"]
     cols += [c for c in ("seconds_min_first", "seconds_max_first", "seconds_min_last",
                          "seconds_max_last") if c in m]
@@ -327,20 +328,31 @@ def compare_speed(r: pd.DataFrame, noise: float = 0.25, max_spread: float = 1.5
     return m[cols], note
 
 
+def _numbers(v: pd.Series) -> pd.Series | None:
+    """``v`` as float64 where every value that is not missing is a number (an object column,
+    as a frame concatenated from runs with and without values loads, included), else None."""
+    n = pd.to_numeric(v, errors="coerce").astype(float)
+    return n if (n.isna() == v.isna()).all() else None
+
+
 def _compare_keyed(frame: pd.DataFrame, keys: list[str], value: str, tol: float
-                   ) -> tuple[pd.DataFrame, int, int, str]:
+                   ) -> tuple[pd.DataFrame, int, int]:
+    """The first and the last run's ``value`` at equal ``keys``: (rows that changed, rows
+    compared, rows without a counterpart). Numbers are equal within ``tol`` (relative and
+    absolute), missing equals missing (NaN or None); a column with any value that is not a
+    number compares as text."""
     runs = _runs(frame)
     keys = [k for k in keys if k in frame]
     a, b = frame[frame.run == runs[0]], frame[frame.run == runs[-1]]
     m = a[[*keys, value]].merge(b[[*keys, value]], on=keys, suffixes=("_first", "_last"))
     va, vb = m[f"{value}_first"], m[f"{value}_last"]
-    if pd.api.types.is_numeric_dtype(va) and pd.api.types.is_numeric_dtype(vb):
-        same = (np.isclose(va.astype(float), vb.astype(float), rtol=tol, atol=tol)
-                | (va.isna() & vb.isna()) | (va == vb))
+    na, nb = _numbers(va), _numbers(vb)
+    if na is not None and nb is not None:
+        same = (np.isclose(na, nb, rtol=tol, atol=tol) | (na.isna() & nb.isna()) | (va == vb))
     else:
         same = (va.astype(str) == vb.astype(str))
     changed = m[~same]
-    return changed, len(m), len(a) + len(b) - 2 * len(m), ""
+    return changed, len(m), len(a) + len(b) - 2 * len(m)
 
 
 def comparison_section(frames: Frames) -> Content | str:
@@ -381,7 +393,7 @@ def comparison_section(frames: Frames) -> Content | str:
         if name not in frames or frames[name]["run"].nunique() < 2:
             continue
         f = frames[name]
-        changed, n_common, n_unmatched, _ = _compare_keyed(f, keys, value, tol)
+        changed, n_common, n_unmatched = _compare_keyed(f, keys, value, tol)
         runs = _runs(f)
         a, b = f[f.run == runs[0]], f[f.run == runs[-1]]
         if n_common == 0:
