@@ -3,6 +3,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from suite.optim import crossval
 from suite.optim.configs import Config
@@ -99,3 +100,77 @@ def test_lockstep_keeps_the_scalar_state_dtype_torch_keeps():
         errors = {r.quantity: r.max_error for r in compare(ours, ref, 1e-12)}
         assert errors["mu_product[0]"] <= 1e-15, (backend, errors)
         assert max(errors.values()) <= 1e-12, (backend, errors)
+
+
+@pytest.mark.parametrize(("dtype", "nudge"), [("float64", 1e-9), ("float32", 3e-5)])
+def test_cell_runs_torch_and_ours_in_the_cell_dtype_and_labels_every_mode(monkeypatch, dtype,
+                                                                          nudge):
+    """One cell of centred RMSprop on the model probe, with torch's for-loop run nudged by
+    3 x ``nudge`` x step and its foreach run by ``nudge`` x step (above the dtype's tolerance;
+    spies around crossval's own names): torch's for-loop float64 run feeds the gradients, then
+    each torch implementation and each of our backends runs in the cell's dtype; the foreach
+    row fails its free run but is within torch's own spread ("spread"); the for-loop row fails
+    its free run with no spread to appeal to, so it is judged step by step ("lockstep", with
+    its free run's error and the centred variance's conditioning kept); every row names its
+    probe, backend and implementation."""
+    from dataclasses import replace
+
+    real_factory, real_torch = crossval._torch_factory, crossval.run_torch
+    real_get, real_rule, real_lock = crossval.get, crossval.run_rule, crossval.run_rule_lockstep
+    impl_of, torch_calls, got, rule_dtypes, lock_dtypes = {}, [], [], [], []
+
+    def factory(config, impl):
+        f = real_factory(config, impl)
+        impl_of[id(f)] = impl
+        return f
+
+    def run_torch(f, hyper, pr, steps, dtype="float64", **kw):
+        impl = impl_of[id(f)]
+        torch_calls.append((impl, dtype))
+        t = real_torch(f, hyper, pr, steps, dtype, **kw)
+        c = {"forloop": 3 * nudge, "foreach": nudge}[impl]
+        k = np.arange(t.steps + 1, dtype=float)
+        return replace(t, values={q: v * (1 + c * k).reshape(-1, *[1] * (v.ndim - 1))
+                                  if q.startswith("param[") else v
+                                  for q, v in t.values.items()})
+
+    def get(name, **kw):
+        got.append(kw.get("backend"))
+        return real_get(name, **kw)
+
+    def run_rule(rule, pr, steps, dtype="float64", **kw):
+        rule_dtypes.append(dtype)
+        return real_rule(rule, pr, steps, dtype, **kw)
+
+    def run_rule_lockstep(rule, ref, dtype="float64", **kw):
+        lock_dtypes.append(dtype)
+        return real_lock(rule, ref, dtype, **kw)
+
+    for name, fn in (("_torch_factory", factory), ("run_torch", run_torch), ("get", get),
+                     ("run_rule", run_rule), ("run_rule_lockstep", run_rule_lockstep)):
+        monkeypatch.setattr(crossval, name, fn)
+    cfg = Config("rmsprop", (("lr", 0.01), ("centered", True)))
+    rows = crossval.crossval_cell(cfg, "model", dtype, steps=20, backends=("numpy", "numba"))
+    # in a float64 cell the gradient run is also the for-loop comparison run
+    assert torch_calls == ([("forloop", "float64")] if dtype == "float64" else
+                           [("forloop", "float64"), ("forloop", "float32")]) + \
+        [("foreach", dtype)]
+    assert got == ["numpy", "numba"]
+    assert rule_dtypes == [dtype, dtype]
+    assert lock_dtypes == [dtype, dtype]
+    assert [(r["backend"], r["torch_impl"], r["mode"]) for r in rows] == [
+        ("numpy", "forloop", "lockstep"), ("numpy", "foreach", "spread"),
+        ("numba", "forloop", "lockstep"), ("numba", "foreach", "spread")]
+    for r in rows:
+        assert (r["probe"], r["dtype"], r["config"]) == ("model", dtype, cfg.id)
+        if r["mode"] == "lockstep":
+            # the free run's error is kept: about the for-loop nudge x 20 steps
+            assert 20 * nudge < r["free_run_error"] < 1000 * nudge, r
+            assert r["condition"] > 1.0, r
+        else:
+            assert r["passed"], r
+            assert r["torch_spread"] > 10 * nudge, r
+    # rows that pass their free run keep it, and name their cell too
+    monkeypatch.undo()
+    rows = crossval.crossval_cell(cfg, "scaled", dtype, steps=3, backends=("numpy",))
+    assert [(r["probe"], r["mode"], r["passed"]) for r in rows] == [("scaled", "free", True)] * 2
