@@ -239,6 +239,9 @@ def test_compare_keyed():
     text = pd.DataFrame({"run": ["r1", "r2"], "k": 1, "v": [3.0, "3.0x"]})
     changed, *_ = S._compare_keyed(text, ["k"], "v", 0.0)
     assert len(changed) == 1
+    text = pd.DataFrame({"run": ["r1", "r2"], "k": 1, "v": ["a", "b"]})
+    changed, *_ = S._compare_keyed(text, ["k"], "v", 0.0)
+    assert len(changed) == 1
 
 
 # ---- the comparison section -----------------------------------------------------------------
@@ -309,6 +312,19 @@ def test_comparison_section_keyed_frames_exactly():
     assert ("1 compared at equal settings, <b>0 changed</b> (deterministic for a given seed, "
             "so any change is real). 2 rows had no counterpart in the other run (start_0 0, 1 "
             "vs 0, 2).</p>") in c.html
+    # of three runs, the first and the last are the ones whose settings are named
+    three = pd.concat([lr, _convergence("r3", [10, 20], start_0=(0.0, 3.0))])
+    c = S.comparison_section({"convergence": three})
+    assert "no counterpart in the other run (start_0 0, 1 vs 0, 3).</p>" in c.html
+    # a frame that cannot be compared does not stop the ones after it; no change, no table
+    basins = pd.DataFrame({"run": ["r1", "r2"], "optimizer": "o", "lr": 0.1, "start_0": 0.0,
+                           "start_1": 0.0, "minimizer_index": [1, 1]})
+    c = S.comparison_section({"convergence": pd.concat([
+        _convergence("r1", [10, 20]), _convergence("r2", [10, 20], start_0=(5.0, 6.0))]),
+        "basins": basins})
+    assert c.html.endswith("<h3>Basins: minimum reached per grid start</h3><p>1 compared at "
+                           "equal settings, <b>0 changed</b> (deterministic for a given seed, "
+                           "so any change is real).</p>")
     lr = pd.concat([_convergence("r1", [10, 20]), _convergence("r2", [10, 20])],
                    ignore_index=True)
     lr.loc[3, "lr"] = 0.1000001   # equal to 3 digits: unmatched, but no setting to name
@@ -387,7 +403,7 @@ def test_accuracy_section_counts_ours_and_torchs():
                              "magnitudes and the tails; the bound is 1 ulp float32 / 4 ulp "
                              "float64 (numba 2 / 4; softmax 2 / 8, no κ). ")
     assert "; torch.nn.functional: 3 of 3 (where torch loses digits).</p>" in c.html
-    assert "<h3>Cells over the bound</h3>" in c.html
+    assert "</table></div><h3>Cells over the bound</h3><div class=\"table\">" in c.html
     assert c.verdict == "fail"
     assert "<span class='bad'>gradsuite's references: 1 of 6 cells over the bound</span>" in \
         c.html
