@@ -223,8 +223,17 @@ def test_faithful_version_passes(rule, run):
     """The same classes without the mistake pass: what is caught is the mistake."""
     result = check_optimizer(make(rule), reference=rule, **run)
     assert result.passed, str(result)
-    assert (result.frame["state_compared"] > 0).all()
-    assert (result.frame["max_error_param"] <= result.frame["tol"]).all()
+    f = result.frame
+    # cells where torch.optim's own float32 run is too far from the float64 reference for a
+    # tolerance to mean anything are not applicable (Adafactor at 200 steps: 0.1), and say so
+    skipped = f[~f["applicable"].astype(bool)]
+    assert skipped["reason"].str.contains("torch.optim's own float32 error").all(), \
+        skipped["reason"].tolist()
+    assert (skipped["torch_error"] > 0.01).all()
+    ran = f[f["applicable"].astype(bool)]
+    assert len(ran) >= len(f) - 2
+    assert (ran["state_compared"] > 0).all()
+    assert (ran["max_error_param"] <= ran["tol"]).all()
 
 
 @pytest.mark.parametrize("run", RUNS)
