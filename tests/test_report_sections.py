@@ -304,7 +304,8 @@ def test_comparison_section_keyed_frames_exactly():
     assert [num(v) for v in conv_t["steps_to_target_1e-04_last"]] == [21]
     assert [num(v) for v in basin_t["minimizer_index_last"]] == [2]
     assert c.html.count("<h3>") == 2
-    assert c.html.startswith("<h3>Convergence") and "</table></div><h3>Basins" in c.html
+    assert c.html.startswith("<h3>Convergence")
+    assert "</table></div><h3>Basins" in c.html
     # rows without a counterpart whose keys differ in no column the note lists
     lr = pd.concat([_convergence("r1", [10, 20]),
                     _convergence("r2", [10, 20], start_0=(0.0, 2.0))])

@@ -159,7 +159,7 @@ def _sig_both32(x):  # pragma: no cover - compiled
     """(σ(x), σ'(x)) in float32 arithmetic: σ = r or q by the sign, σ' = q r (see
     _sig_parts32). Accuracy table (tests/test_activation_accuracy.py): σ <= 1.0 ulp,
     σ' <= 1.6 ulp + κ."""
-    es, e, d, dl, r0 = _one_plus_e32(x)
+    es, _, d, dl, r0 = _one_plus_e32(x)
     q0 = es * r0
     qs = vecmath._fma(r0, vecmath._fma(-q0, d, es) - q0 * dl, q0)
     q = qs * _TWO_M64_F
