@@ -721,3 +721,39 @@ def test_narrow_state_variants():
     (row,) = r.frame.to_dict("records")
     assert "state_in_bfloat16" in row["explained_by"].split(", ")
     assert any("kept in bfloat16" in d for d in r.state_differences)
+
+
+@pytest.mark.parametrize("noise", [0.0, 1.0])
+def test_narrow_state_variant_tolerance_is_pinned(monkeypatch, noise):
+    """A state exposed in bfloat16 is compared with the bfloat16-state variant within the
+    largest of the run's tolerance, the bfloat16 base tolerance 8·u (= 2^-5) and ten times
+    torch.optim's own error with its state in bfloat16 (here stood in for by ``noise``, so
+    that each term is the largest in turn), measured on the run's device."""
+    real_variant, real_compare, real_noise = O._variant, O.compare, O._torch_noise
+    made, tols, noise_calls = set(), [], []
+
+    def variant(*args):
+        t = real_variant(*args)
+        if args[4] == "state_in_bfloat16":
+            made.add(id(t))
+        return t
+
+    def compare(got, ref, tol, **kw):
+        if id(ref) in made:
+            tols.append(tol)
+        return real_compare(got, ref, tol, **kw)
+
+    def torch_noise(name, items, probe, steps, dtype, device):
+        if dtype == "bfloat16":
+            noise_calls.append(device)
+            return noise
+        return real_noise(name, items, probe, steps, dtype, device)
+
+    monkeypatch.setattr(O, "_variant", variant)
+    monkeypatch.setattr(O, "compare", compare)
+    monkeypatch.setattr(O, "_torch_noise", torch_noise)
+    r = _check_sgdm(state_dtype=torch.bfloat16)
+    (row,) = r.frame.to_dict("records")
+    assert row["tol"] < 2.0**-5
+    assert noise_calls == ["cpu"]
+    assert tols == [max(2.0**-5, 10.0 * noise)]
