@@ -174,3 +174,60 @@ def test_cell_runs_torch_and_ours_in_the_cell_dtype_and_labels_every_mode(monkey
     monkeypatch.undo()
     rows = crossval.crossval_cell(cfg, "scaled", dtype, steps=3, backends=("numpy",))
     assert [(r["probe"], r["mode"], r["passed"]) for r in rows] == [("scaled", "free", True)] * 2
+
+
+def _traj(param, state=None, error=None):
+    values = {"param[0]": np.asarray(param, float).reshape(-1, 1)}
+    if state is not None:
+        values["exp_avg[0]"] = np.asarray(state, float).reshape(-1, 1)
+    return Trajectory(values=values, present={q: np.ones(len(v), bool) for q, v in values.items()},
+                      steps=len(param) - 1, error=error)
+
+
+def test_row_on_hand_made_trajectories():
+    """One row per comparison, from trajectories whose errors are known by hand (relative to
+    the running magnitude: parameter 4e-10 / 4 = 1e-10 at step 2, state 3e-11 / 1), float64
+    tolerance 1e-12."""
+    cfg = Config("adam", (("lr", 0.1),))
+    ref = _traj([1.0, 2.0, 4.0], [0.0, 1.0, 1.0])
+    ours = _traj([1.0, 2.0, 4.0 + 4e-10], [0.0, 1.0, 1.0 + 3e-11])
+
+    def row(o=ours, **kw):
+        return crossval._row(cfg, "scaled", "float64", "numpy", "foreach", 2, o, ref,
+                             kw.pop("mode", "free"), **kw)
+
+    r = row()
+    assert (r["optimizer"], r["config"], r["probe"], r["dtype"], r["backend"], r["torch_impl"],
+            r["steps"], r["compared_steps"], r["mode"]) == (
+        "adam", cfg.id, "scaled", "float64", "numpy", "foreach", 2, 2, "free")
+    np.testing.assert_allclose([r["max_error_param"], r["max_error_state"]], [1e-10, 3e-11],
+                               rtol=1e-5)
+    assert r["free_run_error"] == r["max_error_param"]
+    assert (r["worst_quantity"], r["first_bad_step"], r["passed"], r["error"]) == (
+        "param[0]", 2, False, "")
+    assert (r["tol"], r["condition"]) == (1e-12, 1.0)
+    assert np.isnan(r["torch_spread"])
+    # the conditioning multiplies each step's tolerance (step 2: 1e-9 > 1e-10 and 3e-11)
+    r = row(condition=np.array([1.0, 1.0, 1000.0]), mode="lockstep")
+    assert (r["passed"], r["first_bad_step"], r["condition"]) == (True, None, 1000.0)
+    assert np.isnan(r["free_run_error"])   # only a free run's own error is filled in here
+    # judged against torch's own spread, quantity by quantity: within it where torch's
+    # for-loop is as far from the reference (param 2e-10, state 5e-11), not where the state
+    # of torch's for-loop is exact
+    loose = _traj([1.0, 2.0, 4.0 + 8e-10], [0.0, 1.0, 1.0 + 5e-11])
+    r = row(mode="spread", spread=loose)
+    assert r["passed"]
+    np.testing.assert_allclose(r["torch_spread"], 2e-10, rtol=1e-5)
+    r = row(mode="spread", spread=_traj([1.0, 2.0, 4.0 + 8e-10], [0.0, 1.0, 1.0]))
+    assert (r["passed"], r["worst_quantity"], r["first_bad_step"]) == (False, "param[0]", 2)
+    # every state entry of the reference is required: one the run lacks fails it
+    r = row(o=_traj([1.0, 2.0, 4.0]))
+    assert r["passed"] is False
+    assert r["max_error_state"] == np.inf
+    # a run that raised: no comparison, its message kept
+    r = row(o=_traj([1.0, 2.0, 4.0], [0.0, 1.0, 1.0], error="boom"))
+    assert (r["passed"], r["error"], r["worst_quantity"], r["first_bad_step"]) == (
+        False, "boom", "", None)
+    assert np.isnan(r["max_error_param"])
+    assert np.isnan(r["max_error_state"])
+    assert np.isnan(r["free_run_error"])
