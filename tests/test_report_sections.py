@@ -211,36 +211,44 @@ def test_settings_note():
                             pd.DataFrame({"lr": [0.1000001]}), ["lr"]) == ""
 
 
+def _keyed(frame, keys, value, tol):
+    """_compare_keyed on a frame's first and last run (the selection comparison_section makes;
+    that it takes the first and the last of three is tested with it below)."""
+    runs = list(dict.fromkeys(frame["run"]))
+    return S._compare_keyed(frame[frame.run == runs[0]], frame[frame.run == runs[-1]], keys,
+                            value, tol)
+
+
 def test_compare_keyed():
     f = pd.DataFrame({"run": ["r1"] * 4 + ["r2"] * 4, "k": [1, 2, 3, 4, 1, 2, 3, 5],
                       "v": [1.0, 2.0, np.nan, 4.0, 1.0 + 1e-12, 2.1, np.nan, 5.0]})
-    changed, n, unmatched = S._compare_keyed(f, ["k", "absent"], "v", 1e-9)
+    changed, n, unmatched = _keyed(f, ["k", "absent"], "v", 1e-9)
     assert n == 3
     assert unmatched == 2
     assert changed["k"].tolist() == [2]
     assert changed.columns.tolist() == ["k", "v_first", "v_last"]
     # tolerance 0: the 1e-12 difference counts too
-    changed, *_ = S._compare_keyed(f, ["k"], "v", 0.0)
+    changed, *_ = _keyed(f, ["k"], "v", 0.0)
     assert changed["k"].tolist() == [1, 2]
-    # text values compare as text; the first and the last run are compared (not the middle)
+    # text values compare as text (of three runs, the first and the last)
     g = pd.DataFrame({"run": ["r1", "r2", "r3"], "k": 1, "v": ["a", "b", "a"]})
-    changed, n, unmatched = S._compare_keyed(g, ["k"], "v", 0.0)
+    changed, n, unmatched = _keyed(g, ["k"], "v", 0.0)
     assert (n, unmatched, len(changed)) == (1, 0, 0)
     g = pd.DataFrame({"run": ["r1", "r2", "r3"], "k": 1, "v": [True, True, False]})
-    changed, *_ = S._compare_keyed(g, ["k"], "v", 0.0)
+    changed, *_ = _keyed(g, ["k"], "v", 0.0)
     assert len(changed) == 1
     # runs that recorded a value and runs that recorded None load as one object column:
     # None against NaN is no change, against a number it is one; with text in it, all is text
     h = pd.DataFrame({"run": ["r1", "r1", "r1", "r2", "r2", "r2"], "k": [1, 2, 3, 1, 2, 3],
                       "v": pd.Series([np.nan, 3.0, 4.0, None, None, 4.0 + 1e-12],
                                      dtype=object)})
-    changed, n, _ = S._compare_keyed(h, ["k"], "v", 1e-9)
+    changed, n, _ = _keyed(h, ["k"], "v", 1e-9)
     assert (n, changed["k"].tolist()) == (3, [2])
     text = pd.DataFrame({"run": ["r1", "r2"], "k": 1, "v": [3.0, "3.0x"]})
-    changed, *_ = S._compare_keyed(text, ["k"], "v", 0.0)
+    changed, *_ = _keyed(text, ["k"], "v", 0.0)
     assert len(changed) == 1
     text = pd.DataFrame({"run": ["r1", "r2"], "k": 1, "v": ["a", "b"]})
-    changed, *_ = S._compare_keyed(text, ["k"], "v", 0.0)
+    changed, *_ = _keyed(text, ["k"], "v", 0.0)
     assert len(changed) == 1
 
 

@@ -335,15 +335,13 @@ def _numbers(v: pd.Series) -> pd.Series | None:
     return n if (n.isna() == v.isna()).all() else None
 
 
-def _compare_keyed(frame: pd.DataFrame, keys: list[str], value: str, tol: float
+def _compare_keyed(a: pd.DataFrame, b: pd.DataFrame, keys: list[str], value: str, tol: float
                    ) -> tuple[pd.DataFrame, int, int]:
-    """The first and the last run's ``value`` at equal ``keys``: (rows that changed, rows
-    compared, rows without a counterpart). Numbers are equal within ``tol`` (relative and
+    """The first run's (``a``) and the last run's (``b``) ``value`` at equal ``keys``: (rows
+    that changed, rows compared, rows without a counterpart). Numbers are equal within ``tol`` (relative and
     absolute), missing equals missing (NaN or None); a column with any value that is not a
     number compares as text."""
-    runs = _runs(frame)
-    keys = [k for k in keys if k in frame]
-    a, b = frame[frame.run == runs[0]], frame[frame.run == runs[-1]]
+    keys = [k for k in keys if k in a]
     m = a[[*keys, value]].merge(b[[*keys, value]], on=keys, suffixes=("_first", "_last"))
     va, vb = m[f"{value}_first"], m[f"{value}_last"]
     na, nb = _numbers(va), _numbers(vb)
@@ -393,9 +391,9 @@ def comparison_section(frames: Frames) -> Content | str:
         if name not in frames or frames[name]["run"].nunique() < 2:
             continue
         f = frames[name]
-        changed, n_common, n_unmatched = _compare_keyed(f, keys, value, tol)
         runs = _runs(f)
         a, b = f[f.run == runs[0]], f[f.run == runs[-1]]
+        changed, n_common, n_unmatched = _compare_keyed(a, b, keys, value, tol)
         if n_common == 0:
             note = _settings_note(a, b, keys)
             parts.append(f"<h3>{esc(label)}</h3><p>not comparable: no measurement at equal "
