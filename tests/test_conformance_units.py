@@ -757,3 +757,217 @@ def test_narrow_state_variant_tolerance_is_pinned(monkeypatch, noise):
     assert row["tol"] < 2.0**-5
     assert noise_calls == ["cpu"]
     assert tols == [max(2.0**-5, 10.0 * noise)]
+
+
+# ---- _explain on hand-made trajectories -----------------------------------------------------
+# The variants' trajectories are stood in for (``_variant`` returns what a test gives it, the
+# rule itself otherwise), so that which variants are tried, against which tolerance and floor,
+# and what each must show to explain a run, are checked with errors known by hand.
+
+_STEPS = 10
+
+
+def _params(*columns, state_dtype=None):
+    """A trajectory of one parameter whose elements follow ``columns`` (one array of
+    ``_STEPS + 1`` values each); ``state_dtype``: it exposes a momentum buffer in that dtype."""
+    values = np.stack([np.asarray(c, float) for c in columns], axis=1)
+    t = Trajectory(values={"param[0]": values}, present={"param[0]": np.ones(len(values), bool)},
+                   steps=len(values) - 1)
+    if state_dtype:
+        t.values["momentum_buffer[0]"] = values.copy()
+        t.present["momentum_buffer[0]"] = np.ones(len(values), bool)
+        t.dtypes["momentum_buffer[0]"] = state_dtype
+    return t
+
+
+_T = np.arange(_STEPS + 1, dtype=float)
+_REF = _params(1.0 - 0.001 * _T, 0.5 - 0.002 * _T)
+
+
+def _moved(ref, *deltas):
+    """``ref`` with element i moved by ``deltas[i]`` at every step after the first."""
+    cols = [ref.values["param[0]"][:, i] + np.where(_T > 0, d, 0.0) for i, d in enumerate(deltas)]
+    return _params(*cols)
+
+
+def _explain(monkeypatch, got, variants, *, name="sgd", hyper=None, dtype="float64", tol=1e-9,
+             floor=0.0, noise=0.0, ref=_REF):
+    """``O._explain`` with ``variants`` standing in for the catalogue's trajectories: the labels'
+    names, the fitted factor, and every variant whose trajectory was asked for (in order)."""
+    tried = []
+
+    def variant(name_, items, probe, steps, vname, factor):
+        tried.append(vname)
+        v = variants.get(vname, ref)
+        return v(factor) if callable(v) else v
+
+    monkeypatch.setattr(O, "_variant", variant)
+    monkeypatch.setattr(O, "_torch_noise", lambda *a: noise)
+    hyper = {"lr": 0.01, "momentum": 0.9, "dampening": 0.5} if hyper is None else hyper
+    out, factor = O._explain(name, tuple(sorted(hyper.items())), "scaled", _STEPS, dtype, "cpu",
+                             got, ref, tol, floor)
+    return [e.split(" (")[0] for e in out], factor, tried
+
+
+def test_explain_skips_state_variants_no_narrower_than_the_run(monkeypatch):
+    """A float32 run is not 'explained' by keeping the state in float32 (its own width) even
+    where that variant's trajectory is the run; bfloat16 state, narrower, is tried."""
+    got = _moved(_REF, 0.01, 0.0)
+    names, _, tried = _explain(monkeypatch, got, {"state_in_float32": got}, dtype="float32")
+    assert "state_in_float32" not in tried
+    assert names == []
+    names, _, tried = _explain(monkeypatch, got, {"state_in_bfloat16": got}, dtype="float32")
+    assert names == ["state_in_bfloat16"]
+    # in a float64 run both are narrower
+    names, _, _ = _explain(monkeypatch, got, {"state_in_float32": got})
+    assert names == ["state_in_float32"]
+
+
+@pytest.mark.parametrize(("dev", "tol", "noise", "explained"), [
+    (0.15, 0.2, 0.0, True),     # the run's own tolerance is the largest
+    (0.25, 0.2, 0.0, False),
+    (0.03, 0.001, 0.0, True),   # bfloat16's 8u = 2^-5 = 0.03125
+    (0.032, 0.001, 0.0, False),
+    (0.09, 0.001, 0.01, True),  # ten times torch's own bfloat16 error
+    (0.11, 0.001, 0.01, False),
+])
+def test_explain_exposed_narrow_state_within_the_largest_tolerance(monkeypatch, dev, tol, noise,
+                                                                   explained):
+    """A state exposed in bfloat16: the bfloat16-state variant explains the run if the run's
+    parameters are within max(tol, 2^-5, 10 noise) of it, each term the largest in turn."""
+    vt = _params(1.0 + 0.0 * _T, 0.5 - 0.002 * _T)
+    got = _moved(vt, dev, 0.0)  # element 0 has magnitude 1: dev is its relative error
+    got.values["momentum_buffer[0]"] = got.values["param[0]"].copy()
+    got.present["momentum_buffer[0]"] = got.present["param[0]"]
+    got.dtypes["momentum_buffer[0]"] = "bfloat16"
+    names, _, _ = _explain(monkeypatch, got, {"state_in_bfloat16": vt}, tol=tol, noise=noise)
+    assert ("state_in_bfloat16" in names) is explained
+    # a state exposed in another dtype rules the variant out
+    got.dtypes["momentum_buffer[0]"] = "float16"
+    names, _, tried = _explain(monkeypatch, got, {"state_in_bfloat16": vt}, tol=tol, noise=noise)
+    assert "state_in_bfloat16" not in names
+    assert "state_in_bfloat16" not in tried
+
+
+def test_explain_unexposed_narrow_state_must_come_closer_than_the_rule(monkeypatch):
+    """State not exposed: the narrow-state variant explains only if the run is strictly closer
+    to it than to the rule, both measured with the run's floor."""
+    big = 1.0 - 0.001 * _T                # magnitude ~1
+    small = 1e-3 + 0.0 * _T               # magnitude 1e-3, below the floor 1.0
+    ref = _params(big, small)
+
+    def case(vt_dev, ref_dev, floor):
+        got = _moved(ref, *ref_dev)
+        vt = _moved(got, *vt_dev)
+        names, _, _ = _explain(monkeypatch, got, {"state_in_bfloat16": vt}, floor=floor,
+                               ref=ref, tol=1e-9)
+        return "state_in_bfloat16" in names
+
+    # the variant is 0.01 off on the big element, 1e-4 (0.1 relative) on the small one; the rule
+    # 0.02 off on the big one: with the floor 1.0 the variant is closer (0.01 < 0.02)
+    assert case((0.01, 1e-4), (0.02, 0.0), floor=1.0)
+    # without a floor the small element's error (0.1) exceeds even 2^-5: not explained
+    assert not case((0.01, 1e-4), (0.02, 0.0), floor=0.0)
+    # the rule is 1e-4 off on the small element only (1e-4 with the floor, 0.1 without): the
+    # variant, 0.01 off, is not closer
+    assert not case((0.01, 0.0), (0.0, 1e-4), floor=1.0)
+    # a variant exactly as far as the rule (the rule itself) is no explanation
+    names, _, _ = _explain(monkeypatch, _moved(_REF, 0.01, 0.0), {"state_in_bfloat16": _REF})
+    assert "state_in_bfloat16" not in names
+    # ... but a formula change within the tolerance explains without being closer
+    got = _moved(_REF, 1e-12, 0.0)
+    names, _, _ = _explain(monkeypatch, got, {"ema_momentum": _REF}, tol=1e-9)
+    assert "ema_momentum" in names
+
+
+def test_explain_compares_a_variant_with_the_runs_floor(monkeypatch):
+    """Elements below the floor are compared against the floor: a variant 1e-4 off on an
+    element of magnitude 1e-3 explains a run with the floor 1.0 (error 1e-4 <= tol 1e-3), not
+    without one (error 0.1)."""
+    ref = _params(1.0 - 0.001 * _T, 1e-3 + 0.0 * _T)
+    got = _moved(ref, 0.5, 0.0)
+    vt = _moved(got, 0.0, 1e-4)
+    for floor, explained in ((1.0, True), (0.0, False)):
+        names, _, _ = _explain(monkeypatch, got, {"dampening_on_first_step": vt}, floor=floor,
+                               ref=ref, tol=1e-3)
+        assert ("dampening_on_first_step" in names) is explained
+
+
+def test_explain_fitted_factor(monkeypatch):
+    """A fitted lr factor within tol of 1 explains nothing (the variant is not even run); a
+    factor 2 is reported, and is still tried after a narrow-state variant that fails to come
+    closer than the rule."""
+    tol = 2.0**-10   # 1 + tol is exact
+    monkeypatch.setattr(O.catalogue, "fit_lr_factor", lambda a, b: 1.0 + tol)
+    got = _moved(_REF, 0.01, 0.0)
+    names, factor, tried = _explain(monkeypatch, got, {"lr_scaled": got}, tol=tol)
+    assert "lr_scaled" not in tried
+    assert names == []
+    assert np.isnan(factor)
+    names, factor, tried = _explain(monkeypatch, got, {"lr_scaled": got}, tol=tol * 0.999)
+    assert names == ["lr_scaled"]
+    assert factor == 1.0 + tol
+    monkeypatch.undo()
+    # a doubled step: the narrow-state variants, the rule itself, are within 2^-5 but no
+    # closer; the search goes on to lr_scaled
+    doubled = _params(1.0 - 0.002 * _T, 0.5 - 0.004 * _T)
+    names, factor, tried = _explain(monkeypatch, doubled,
+                                    {"lr_scaled": lambda c: doubled if c == 2.0 else _REF})
+    assert tried[-3:] == ["state_in_float32", "state_in_bfloat16", "lr_scaled"]
+    assert names == ["lr_scaled"]
+    assert factor == pytest.approx(2.0, rel=1e-12)
+
+
+_ADAM = {"lr": 0.001}
+_COUNTER = "step_counted_per_group"
+
+
+def _formula_changes(name, hyper):
+    """The variants a counter convention is paired with: formula changes (one per parameter
+    counter, not fitted, not a state dtype) that change something with ``hyper``."""
+    return [v.name for v in O.catalogue.variants_for(name)
+            if v.counter == "param" and not v.fitted and v.state_dtype is None
+            and v.changes(name, hyper)]
+
+
+def test_explain_pairs_the_counter_convention_with_formula_changes(monkeypatch):
+    """Nothing explains alone: the counter convention is tried with every formula change
+    (not with itself, fitted factors or state dtypes) and a pair that reproduces the run is
+    named; one formula change explains alone: only it is paired."""
+    got = _moved(_REF, 0.01, 0.0)
+    changes = _formula_changes("adam", _ADAM)
+    assert {"eps_inside_sqrt", "no_bias_correction"} <= set(changes)
+    pair = f"no_bias_correction+{_COUNTER}"
+    names, _, tried = _explain(monkeypatch, got, {pair: got}, name="adam", hyper=_ADAM)
+    pairs = [t for t in tried if "+" in t]
+    assert pairs == [f"{c}+{_COUNTER}" for c in changes]
+    assert names == [f"no_bias_correction + {_COUNTER}"]
+    # eps_inside_sqrt explains alone: the no_bias_correction pair, which would fit, is not tried
+    names, _, tried = _explain(monkeypatch, got, {pair: got, "eps_inside_sqrt": got},
+                               name="adam", hyper=_ADAM)
+    assert [t for t in tried if "+" in t] == [f"eps_inside_sqrt+{_COUNTER}"]
+    assert names == ["eps_inside_sqrt"]
+    # a pair within tol only through the floor
+    ref = _params(1.0 - 0.001 * _T, 1e-3 + 0.0 * _T)
+    got = _moved(ref, 0.5, 0.0)
+    for floor, explained in ((1.0, True), (0.0, False)):
+        names, _, _ = _explain(monkeypatch, got, {pair: _moved(got, 0.0, 1e-4)}, name="adam",
+                               hyper=_ADAM, ref=ref, tol=1e-3, floor=floor)
+        assert (f"no_bias_correction + {_COUNTER}" in names) is explained
+
+
+def test_explain_counter_conventions_are_not_paired_with_each_other(monkeypatch):
+    """With a second counter convention in the catalogue, counters are paired only with
+    formula changes, and a counter that changes nothing under the hyperparameters is left out."""
+    real = O.catalogue.variants_for
+    other = O.catalogue.Variant("step_counted_from_zero", "a second counter convention",
+                                counter="group")
+    inert = O.catalogue.Variant("step_counted_inert", "a counter convention that changes "
+                                "nothing with amsgrad off", counter="group",
+                                overrides={"amsgrad": False})
+    monkeypatch.setattr(O.catalogue, "variants_for", lambda n: [*real(n), other, inert])
+    got = _moved(_REF, 0.01, 0.0)
+    _, _, tried = _explain(monkeypatch, got, {}, name="adam", hyper={**_ADAM, "amsgrad": False})
+    pairs = [t for t in tried if "+" in t]
+    changes = _formula_changes("adam", _ADAM)
+    assert pairs == [f"{c}+{k}" for k in (_COUNTER, other.name) for c in changes]
