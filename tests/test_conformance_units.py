@@ -4,6 +4,7 @@ relation of a differing state entry to torch's, and the argument checks. Fast: n
 runs a conformance grid."""
 
 import inspect
+import re
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,7 @@ import torch
 
 from suite.conformance import check_optimizer
 from suite.conformance import optimizers as O
+from suite.probes import PROBES
 from suite.subjects import resolve
 from suite.trajectory import QuantityResult, Trajectory
 from tests import lean_optimizers
@@ -486,21 +488,62 @@ def test_check_optimizer_rejects_bad_arguments():
         with pytest.raises(ValueError, match=f"steps must be a positive integer, got "
                                              f"{steps!r}"):
             check_optimizer(sgd, "sgd", steps=steps)
-    with pytest.raises(ValueError, match="dtypes is empty"):
+    with pytest.raises(ValueError, match=r"^dtypes is empty: nothing to check$"):
         check_optimizer(sgd, "sgd", dtypes=())
-    with pytest.raises(ValueError, match="probes is empty"):
+    with pytest.raises(ValueError, match=r"^probes is empty: nothing to check$"):
         check_optimizer(sgd, "sgd", probes=())
-    with pytest.raises(ValueError, match="unknown probe 'scale'; expected some of scaled"):
+    every = re.escape(", ".join(PROBES))
+    with pytest.raises(ValueError, match=f"^unknown probe 'scale'; expected some of {every}$"):
         check_optimizer(sgd, "sgd", probes="scale")
     with pytest.raises(ValueError, match="unsupported dtype 'float8'"):
         check_optimizer(sgd, "sgd", dtypes="float8")
-    with pytest.raises(ValueError, match="configs is empty"):
+    with pytest.raises(ValueError, match=r"^configs is empty: nothing to check$"):
         check_optimizer(sgd, "sgd", configs=[])
     with pytest.raises(ValueError, match=r"configs\[1\] = \{'lrr': 1\}: "):
         check_optimizer(sgd, "sgd", configs=[{"lr": 0.1}, {"lrr": 1}])
     with pytest.raises(ValueError, match="rename maps 'beta', 'mom', which sgd does not have; "
                                          "its hyperparameters: lr, momentum"):
         check_optimizer(sgd, "sgd", rename={"mom": "x", "beta": "y"})
+
+
+def test_check_optimizer_defaults_and_the_shortest_run():
+    """200 steps by default (as the README documents), and one step is a valid run."""
+    r = check_optimizer(torch.optim.SGD, "sgd", configs=[{"lr": 0.1}], dtypes="float64",
+                        probes="scaled")
+    assert r.frame["steps"].tolist() == [200]
+    r = check_optimizer(torch.optim.SGD, "sgd", configs=[{"lr": 0.1}], dtypes="float64",
+                        probes="scaled", steps=1)
+    assert r.passed
+    assert r.frame["steps"].tolist() == [1]
+    assert r.frame["compared_steps"].tolist() == [1]
+
+
+def test_check_optimizer_notes_hyperparameters_swallowed_by_kwargs():
+    """An optimizer that takes every name through **kwargs but keeps only lr in its
+    param_groups: the note names exactly the ones it drops (each then treated as
+    unsupported); a faithful class gets no such note."""
+    class PlainSGD(torch.optim.Optimizer):
+        def __init__(self, params, **kw):
+            super().__init__(params, {"lr": kw.get("lr", 1e-3)})
+
+        @torch.no_grad()
+        def step(self):
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        p.add_(p.grad, alpha=-group["lr"])
+
+    swallow = PlainSGD
+
+    r = check_optimizer(swallow, "sgd", configs=[{"lr": 0.1}], dtypes="float64",
+                        probes="scaled", steps=3, explain=False)
+    (note,) = [n for n in r.notes if "**kwargs" in n]
+    dropped = note.split("note: ")[1].split(" accepted through")[0].split(", ")
+    assert dropped == [k for k in O.optim.get_spec("sgd").defaults if k != "lr"]
+    assert r.passed   # the configuration uses only lr
+    r = check_optimizer(torch.optim.SGD, "sgd", configs=[{"lr": 0.1}], dtypes="float64",
+                        probes="scaled", steps=3, explain=False)
+    assert not [n for n in r.notes if "**kwargs" in n]
 
 
 def test_tiny_run_of_torch_sgd():
