@@ -546,6 +546,32 @@ def test_check_optimizer_notes_hyperparameters_swallowed_by_kwargs():
     assert not [n for n in r.notes if "**kwargs" in n]
 
 
+def test_configurations_an_optimizer_cannot_take_are_reported_not_run():
+    """A factory taking only lr: the configuration that needs momentum and nesterov is not
+    run; every probe x dtype row says why, with the names as the optimizer would spell them
+    (rename), and the result lists it once with the full hyperparameters."""
+    def only_lr(params, lr=1e-3):
+        return torch.optim.SGD(params, lr=lr)
+
+    need = {"lr": 0.1, "momentum": 0.9, "nesterov": True}
+    r = check_optimizer(only_lr, "sgd", configs=[{"lr": 0.1}, need],
+                        dtypes=("float64", "float32"), probes=("scaled", "sparse"), steps=3,
+                        rename={"momentum": "beta"}, explain=False)
+    assert r.optimizer == "only_lr"
+    reason = "needs momentum=0.9, nesterov=True; only_lr does not accept 'beta', 'nesterov'"
+    cid = "sgd(lr=0.1, momentum=0.9, nesterov=True)"
+    skipped = r.frame[~r.frame["applicable"].astype(bool)]
+    assert skipped[["config", "probe", "dtype", "steps", "reason"]].to_dict("records") == [
+        {"config": cid, "probe": p, "dtype": d, "steps": 3, "reason": reason}
+        for p in ("scaled", "sparse") for d in ("float64", "float32")]
+    assert skipped["passed"].isna().all()
+    assert (skipped["hp_momentum"] == "0.9").all()
+    (na,) = r.not_applicable
+    assert (na.config, na.missing, na.reason) == (cid, ("momentum", "nesterov"), reason)
+    assert na.hyper == O.optim.get_spec("sgd").resolve(**need)
+    assert r.passed   # the configuration it takes agrees
+
+
 def test_tiny_run_of_torch_sgd():
     r = check_optimizer(torch.optim.SGD, "sgd", configs=[{"lr": 0.1, "momentum": 0.9}],
                         dtypes="float64", probes="scaled", steps=np.int64(5))
