@@ -2,6 +2,7 @@
 trajectory; the ECDF and success rates on frames whose answers are known by hand."""
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -181,3 +182,138 @@ def test_torch_optim_trajectory_is_torch_optim():
     p.f(x).sum().backward()
     opt.step()
     np.testing.assert_array_equal(traj[1], x.detach().numpy())
+
+
+# ---- arguments, subjects and the wiring of each runner ----------------------------------------
+
+
+def test_run_full_defaults_seed_zero_and_no_trajectories():
+    p = P.noisy(P.get("booth"), 0.5)
+    starts = np.array([[0.0, 0.0], [2.0, 1.0]])
+    s, traj = C.run_full(p, "sgd", starts, 20, lr=0.01)
+    s0, _ = C.run_full(p, "sgd", starts, 20, lr=0.01, seed=0)
+    s1, _ = C.run_full(p, "sgd", starts, 20, lr=0.01, seed=1)
+    np.testing.assert_array_equal(s["final_value"], s0["final_value"])
+    assert not np.array_equal(s["final_value"], s1["final_value"])
+    assert s["seed"].tolist() == [0, 0]
+    assert s1["seed"].tolist() == [1, 1]
+    assert len(traj) == 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_no_trajectory_rows_unless_asked(backend):
+    _, traj = C.run_full("booth", "adam", np.array([[0.0, 0.0]]), 5, backend=backend, lr=0.1)
+    assert len(traj) == 0
+    _, traj = C.run_full("booth", "adam", np.array([[0.0, 0.0]]), 5, backend=backend, lr=0.1,
+                         record_every=2)
+    assert traj["step"].tolist() == [0, 2, 4, 5]
+
+
+def test_run_argument_errors_are_whole_sentences():
+    x0 = np.array([[0.0, 0.0]])
+    for steps in (0, -3, 2.0):
+        with pytest.raises(ValueError, match=rf"^steps={steps!r}; expected a positive integer$"):
+            C.run("booth", "sgd", x0, steps, lr=0.1)
+    for targets in ((0.0,), (1e-3, 0.0), (1e-3, -1.0)):
+        with pytest.raises(ValueError, match=rf"^targets must be positive, got "
+                                             rf"{re.escape(str(list(targets)))}$"):
+            C.run("booth", "sgd", x0, 5, targets=targets, lr=0.1)
+    with pytest.raises(ValueError, match=r"^unknown backend 'jax'; expected numpy, numba or "
+                                         r"torch$"):
+        C.run("booth", "sgd", x0, 5, backend="jax", lr=0.1)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_targets_in_any_order_and_as_integers(backend):
+    """The same frame whatever the order (or type) the targets come in."""
+    x0 = np.array([[0.0, 0.0], [3.0, -1.0]])
+    base = C.run("booth", "adam", x0, 60, backend=backend, targets=(1.0, 1e-2), lr=0.3)
+    for targets in ((1e-2, 1.0), (1e-2, 1)):
+        other = C.run("booth", "adam", x0, 60, backend=backend, targets=targets, lr=0.3)
+        pd.testing.assert_frame_equal(other, base)
+
+
+def test_update_hits_keeps_the_first_hit_and_needs_strictly_below():
+    hits = np.array([[-1], [0], [3], [-1]])
+    C._update_hits(hits, np.array([0.5, 0.1, 0.1, 1.0]), np.array([1.0]), 5)
+    assert hits[:, 0].tolist() == [5, 0, 3, -1]
+
+
+def test_subject_for_gives_a_reference_the_backend_asked_for():
+    """numba runs a reference's NumPy rule (the compiled runner is chosen by run); no backend
+    keeps the subject's own; an optimizer that is not a reference keeps its own."""
+    from suite.subjects import resolve
+
+    torch_adam = resolve("adam", backend="torch")
+    assert C.subject_for(torch_adam, "numpy").backend == "numpy"
+    assert C.subject_for(torch_adam, "numba").backend == "numpy"
+    assert C.subject_for(torch_adam, None).backend == "torch"
+    assert C.subject_for(resolve("adam"), "torch").backend == "torch"
+    assert C.subject_for("adam", "torch").backend == "torch"
+    assert C.subject_for("adam", "numba").backend == "numpy"
+    assert C.subject_for("adam").backend == "numpy"
+    own = resolve(torch.optim.Adam).backend
+    for backend in (None, "numpy", "torch", "numba"):
+        assert C.subject_for(torch.optim.Adam, backend).backend == own
+
+
+def test_a_reference_runs_on_the_backend_asked_for(monkeypatch):
+    seen = []
+    real = C._run_stepwise
+
+    def spy(prob, rule, x0, steps, tg, sched, seed, record_every, backend, dtype):
+        seen.append(backend)
+        return real(prob, rule, x0, steps, tg, sched, seed, record_every, backend, dtype)
+
+    monkeypatch.setattr(C, "_run_stepwise", spy)
+    for backend in ("numpy", "torch"):
+        C.run("booth", "adam", np.array([[0.0, 0.0]]), 3, backend=backend, lr=0.1)
+    assert seen == ["numpy", "torch"]
+
+
+class _PlainSGD(torch.optim.Optimizer):
+    def __init__(self, params, lr=0.01):
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.add_(p.grad, alpha=-group["lr"])
+
+
+def test_a_users_optimizer_rows_name_it_and_measure_each_start():
+    """A class that is no reference: its kind, no import path and no reference; the final
+    gradient norm is each start's own; an import path and a reference name are recorded."""
+    p = P.get("booth")
+    starts = np.array([[0.0, 0.0], [1.0, 3.0], [2.0, 1.0]])
+    s = C.run(p, _PlainSGD, starts, 4, lr=0.01)
+    assert s["optimizer_kind"].tolist() == ["class"] * 3
+    assert s["import_path"].tolist() == [""] * 3
+    assert s["reference"].tolist() == [""] * 3
+    traj = C.torch_optim_trajectory(p, "sgd", starts, 4, lr=0.01)
+    np.testing.assert_allclose(s["final_grad_norm"],
+                               np.linalg.norm(np.asarray(p.grad(traj[-1])), axis=1), rtol=1e-12)
+    s = C.run(p, "torch.optim:SGD", starts, 4, lr=0.01)
+    assert s["import_path"].tolist() == ["torch.optim:SGD"] * 3
+    assert s["reference"].tolist() == ["sgd"] * 3
+
+
+def test_torch_optim_trajectory_by_name_and_per_start_for_factored_rules():
+    """A problem given by name is the same problem; Adafactor (not elementwise) gets one
+    parameter and one optimizer per start, as if each start ran alone."""
+    p = P.get("rosenbrock")
+    starts = np.array([[-1.0, 1.5], [0.5, -0.5]])
+    np.testing.assert_array_equal(C.torch_optim_trajectory("booth", "sgd", starts, 3, lr=0.01),
+                                  C.torch_optim_trajectory(P.get("booth"), "sgd", starts, 3,
+                                                           lr=0.01))
+    both = C.torch_optim_trajectory(p, "adafactor", starts, 5, lr=0.05)
+    for i in range(len(starts)):
+        alone = C.torch_optim_trajectory(p, "adafactor", starts[i:i + 1], 5, lr=0.05)
+        np.testing.assert_array_equal(both[:, i], alone[:, 0])
+    x = torch.nn.Parameter(torch.tensor(starts[1]))
+    opt = torch.optim.Adafactor([x], lr=0.05)
+    for _ in range(5):
+        x.grad = torch.as_tensor(np.asarray(p.grad(x.detach().numpy()[None]))[0])
+        opt.step()
+    np.testing.assert_array_equal(both[-1, 1], x.detach().numpy())

@@ -372,7 +372,7 @@ def torch_optim_trajectory(problem: Problem | str, optimizer: str, starts: Any, 
         with torch.no_grad():
             g = prob.grad_fn(torch.stack([x.detach() for x in xs]).reshape(x0.shape))
             for i, x in enumerate(xs):
-                x.grad = g if len(xs) == 1 else g[i].clone()
+                x.grad = g if rule.spec.elementwise else g[i].clone()
         opt.step()
         sched.step()
         out.append(np.stack([x.detach().numpy() for x in xs]).reshape(x0.shape).copy())
