@@ -228,6 +228,8 @@ def test_targets_in_any_order_and_as_integers(backend):
     """The same frame whatever the order (or type) the targets come in."""
     x0 = np.array([[0.0, 0.0], [3.0, -1.0]])
     base = C.run("booth", "adam", x0, 60, backend=backend, targets=(1.0, 1e-2), lr=0.3)
+    cols = [c for c in base.columns if c.startswith("steps_to_")]
+    assert cols == [C.target_column(1.0), C.target_column(1e-2)]   # loosest first
     for targets in ((1e-2, 1.0), (1e-2, 1)):
         other = C.run("booth", "adam", x0, 60, backend=backend, targets=targets, lr=0.3)
         pd.testing.assert_frame_equal(other, base)
@@ -271,6 +273,26 @@ def test_a_reference_runs_on_the_backend_asked_for(monkeypatch):
     assert seen == ["numpy", "torch"]
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_rule_without_a_batched_runner(monkeypatch, backend):
+    """NAdam has no batched Numba runner: on the numba backend it runs step by step with its
+    Numba kernels (on the others with their own), and every backend follows torch.optim."""
+    rules = []
+    real = C._run_stepwise
+
+    def spy(prob, rule, *args):
+        rules.append(rule.backend)
+        return real(prob, rule, *args)
+
+    monkeypatch.setattr(C, "_run_stepwise", spy)
+    starts = np.array([[0.0, 0.0], [3.0, -1.0]])
+    s = C.run("booth", "nadam", starts, 30, backend=backend, lr=0.05)
+    assert rules == [backend]
+    assert s["backend"].tolist() == [backend] * 2
+    truth = C.torch_optim_trajectory("booth", "nadam", starts, 30, lr=0.05)[-1]
+    np.testing.assert_allclose(s["final_value"], P.get("booth").f(truth), rtol=1e-10)
+
+
 class _PlainSGD(torch.optim.Optimizer):
     def __init__(self, params, lr=0.01):
         super().__init__(params, {"lr": lr})
@@ -287,7 +309,9 @@ def test_a_users_optimizer_rows_name_it_and_measure_each_start():
     gradient norm is each start's own; an import path and a reference name are recorded."""
     p = P.get("booth")
     starts = np.array([[0.0, 0.0], [1.0, 3.0], [2.0, 1.0]])
-    s = C.run(p, _PlainSGD, starts, 4, lr=0.01)
+    s = C.run(p, _PlainSGD, starts, 4, lr=0.01, seed=3)
+    assert s["seed"].tolist() == [3] * 3
+    assert s["steps"].tolist() == [4] * 3
     assert s["optimizer_kind"].tolist() == ["class"] * 3
     assert s["import_path"].tolist() == [""] * 3
     assert s["reference"].tolist() == [""] * 3
@@ -317,3 +341,14 @@ def test_torch_optim_trajectory_by_name_and_per_start_for_factored_rules():
         x.grad = torch.as_tensor(np.asarray(p.grad(x.detach().numpy()[None]))[0])
         opt.step()
     np.testing.assert_array_equal(both[-1, 1], x.detach().numpy())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_diverging_run_is_reported_quietly(backend):
+    """SGD with lr 1 on Rosenbrock overflows: no floating-point warning escapes, the row says
+    diverged, and no minimizer is claimed."""
+    s = C.run("rosenbrock", "sgd", np.array([[-1.5, 2.0], [1.0, 1.0]]), 50, backend=backend,
+              lr=1.0)
+    assert s["diverged"].tolist() == [True, False]
+    assert s["minimizer_index"].tolist() == [-1, 0]
+    assert math.isnan(s["distance_to_minimizer"].iloc[0])
