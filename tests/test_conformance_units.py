@@ -836,17 +836,10 @@ def test_narrow_state_variant_tolerance_is_pinned(monkeypatch, noise):
 _STEPS = 10
 
 
-def _params(*columns, state_dtype=None):
+def _params(*columns):
     """A trajectory of one parameter whose elements follow ``columns`` (one array of
-    ``_STEPS + 1`` values each); ``state_dtype``: it exposes a momentum buffer in that dtype."""
-    values = np.stack([np.asarray(c, float) for c in columns], axis=1)
-    t = Trajectory(values={"param[0]": values}, present={"param[0]": np.ones(len(values), bool)},
-                   steps=len(values) - 1)
-    if state_dtype:
-        t.values["momentum_buffer[0]"] = values.copy()
-        t.present["momentum_buffer[0]"] = np.ones(len(values), bool)
-        t.dtypes["momentum_buffer[0]"] = state_dtype
-    return t
+    ``_STEPS + 1`` values each)."""
+    return _traj("param[0]", np.stack(columns, axis=1))
 
 
 _T = np.arange(_STEPS + 1, dtype=float)

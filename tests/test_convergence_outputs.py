@@ -11,6 +11,7 @@ import torch
 
 from suite import problems as P
 from suite.studies import convergence as C
+from tests.lean_optimizers import BetaSGD
 
 BACKENDS = ["numpy", "torch", "numba"]
 TARGETS = (1e-1, 1e-3, 1e-6)
@@ -259,49 +260,38 @@ def test_subject_for_gives_a_reference_the_backend_asked_for():
         assert C.subject_for(torch.optim.Adam, backend).backend == own
 
 
-def test_a_reference_runs_on_the_backend_asked_for(monkeypatch):
-    seen = []
+def _stepwise_calls(monkeypatch):
+    """Every call of the step-by-step runner from now on: (its rule's backend, the backend it
+    is told to run on)."""
+    calls = []
     real = C._run_stepwise
 
     def spy(prob, rule, x0, steps, tg, sched, seed, record_every, backend, dtype):
-        seen.append(backend)
+        calls.append((rule.backend, backend))
         return real(prob, rule, x0, steps, tg, sched, seed, record_every, backend, dtype)
 
     monkeypatch.setattr(C, "_run_stepwise", spy)
+    return calls
+
+
+def test_a_reference_runs_on_the_backend_asked_for(monkeypatch):
+    calls = _stepwise_calls(monkeypatch)
     for backend in ("numpy", "torch"):
         C.run("booth", "adam", np.array([[0.0, 0.0]]), 3, backend=backend, lr=0.1)
-    assert seen == ["numpy", "torch"]
+    assert [b for _, b in calls] == ["numpy", "torch"]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_rule_without_a_batched_runner(monkeypatch, backend):
     """NAdam has no batched Numba runner: on the numba backend it runs step by step with its
     Numba kernels (on the others with their own), and every backend follows torch.optim."""
-    rules = []
-    real = C._run_stepwise
-
-    def spy(prob, rule, *args):
-        rules.append(rule.backend)
-        return real(prob, rule, *args)
-
-    monkeypatch.setattr(C, "_run_stepwise", spy)
+    calls = _stepwise_calls(monkeypatch)
     starts = np.array([[0.0, 0.0], [3.0, -1.0]])
     s = C.run("booth", "nadam", starts, 30, backend=backend, lr=0.05)
-    assert rules == [backend]
+    assert [r for r, _ in calls] == [backend]
     assert s["backend"].tolist() == [backend] * 2
     truth = C.torch_optim_trajectory("booth", "nadam", starts, 30, lr=0.05)[-1]
     np.testing.assert_allclose(s["final_value"], P.get("booth").f(truth), rtol=1e-10)
-
-
-class _PlainSGD(torch.optim.Optimizer):
-    def __init__(self, params, lr=0.01):
-        super().__init__(params, {"lr": lr})
-
-    @torch.no_grad()
-    def step(self):
-        for group in self.param_groups:
-            for p in group["params"]:
-                p.add_(p.grad, alpha=-group["lr"])
 
 
 def test_a_users_optimizer_rows_name_it_and_measure_each_start():
@@ -309,7 +299,7 @@ def test_a_users_optimizer_rows_name_it_and_measure_each_start():
     gradient norm is each start's own; an import path and a reference name are recorded."""
     p = P.get("booth")
     starts = np.array([[0.0, 0.0], [1.0, 3.0], [2.0, 1.0]])
-    s = C.run(p, _PlainSGD, starts, 4, lr=0.01, seed=3)
+    s = C.run(p, BetaSGD, starts, 4, lr=0.01, seed=3)   # beta 0: plain SGD
     assert s["seed"].tolist() == [3] * 3
     assert s["steps"].tolist() == [4] * 3
     assert s["optimizer_kind"].tolist() == ["class"] * 3

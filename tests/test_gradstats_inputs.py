@@ -10,20 +10,29 @@ from suite import mlp
 from suite.studies import gradstats as G
 
 
-def _captured(monkeypatch, backend, **kw):
-    """(x, target) that run() hands to the pass (the real pass still runs)."""
+def _spied(monkeypatch, *args, **kw):
+    """``G.run(*args, **kw)``'s frame, and what it handed to the pass (net, x, target, loss,
+    keywords) and got back from it (the real pass still runs)."""
     seen = {}
     real = {"run": mlp.run, "torch_gradients": mlp.torch_gradients}
 
     def spy(name):
-        def f(net, x, target, loss, *args, **kwargs):
-            seen.update(x=x, target=target, loss=loss)
-            return real[name](net, x, target, loss, *args, **kwargs)
+        def f(net, x, target, loss, *args_, **kwargs):
+            out = real[name](net, x, target, loss, *args_, **kwargs)
+            seen.update(net=net, x=x, target=target, loss=loss, kwargs=kwargs, passed=out,
+                        via=name)
+            return out
         return f
 
     monkeypatch.setattr(G.mlp, "run", spy("run"))
     monkeypatch.setattr(G.mlp, "torch_gradients", spy("torch_gradients"))
-    G.run("tanh", "he_normal", 2, 4, 4000, backend=backend, in_features=1, **kw)
+    return G.run(*args, **kw), seen
+
+
+def _captured(monkeypatch, backend, **kw):
+    """(x, target, loss) that run() hands to the pass."""
+    _, seen = _spied(monkeypatch, "tanh", "he_normal", 2, 4, 4000, backend=backend,
+                     in_features=1, **kw)
     return seen["x"], seen["target"], seen["loss"]
 
 
@@ -89,23 +98,7 @@ def test_run_passes_the_activation_parameters_to_the_network():
 
 # ---- what run() hands to the pass, and what it reads back ------------------------------------
 
-
-def _spied(monkeypatch, activation="tanh", **kw):
-    """run()'s frame, and what it handed to the pass and got back from it."""
-    seen = {}
-    real = {"run": mlp.run, "torch_gradients": mlp.torch_gradients}
-
-    def spy(name):
-        def f(net, x, target, loss, *args, **kwargs):
-            out = real[name](net, x, target, loss, *args, **kwargs)
-            seen.update(net=net, x=x, target=target, kwargs=kwargs, passed=out, via=name)
-            return out
-        return f
-
-    monkeypatch.setattr(G.mlp, "run", spy("run"))
-    monkeypatch.setattr(G.mlp, "torch_gradients", spy("torch_gradients"))
-    frame = G.run(activation, "xavier_normal", 3, 6, 16, **kw)
-    return frame, seen
+_SMALL = ("tanh", "xavier_normal", 3, 6, 16)   # activation, init, depth, width, batch
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
@@ -113,7 +106,7 @@ def _spied(monkeypatch, activation="tanh", **kw):
 def test_the_pass_runs_in_the_requested_dtype_and_backend(monkeypatch, backend, loss):
     """float32: weights, biases, inputs and MSE targets reach the pass in float32 (class
     targets stay integers), on the backend asked for."""
-    _, seen = _spied(monkeypatch, backend=backend, loss=loss, dtype="float32")
+    _, seen = _spied(monkeypatch, *_SMALL, backend=backend, loss=loss, dtype="float32")
     assert seen["via"] == "run"
     net = seen["net"]
     assert net.backend == backend
@@ -127,7 +120,7 @@ def test_the_torch_pass_gets_the_requested_dtype(monkeypatch):
     import torch
 
     for dtype in ("float32", "float64"):
-        _, seen = _spied(monkeypatch, backend="torch", dtype=dtype)
+        _, seen = _spied(monkeypatch, *_SMALL, backend="torch", dtype=dtype)
         assert seen["via"] == "torch_gradients"
         assert seen["kwargs"]["dtype"] is getattr(torch, dtype)
 
@@ -136,7 +129,7 @@ def test_the_torch_pass_gets_the_requested_dtype(monkeypatch):
 def test_every_row_reads_its_own_layer_of_the_pass(monkeypatch, backend):
     """Gradient norms, pre-activation mean and std per layer are those of the pass's arrays of
     that layer, computed in float64 (the float32 arrays are widened first)."""
-    frame, seen = _spied(monkeypatch, backend=backend, dtype="float32")
+    frame, seen = _spied(monkeypatch, *_SMALL, backend=backend, dtype="float32")
     p = seen["passed"]
     assert frame.columns.tolist()[:16] == [
         "activation", "init", "depth", "width", "batch", "seed", "backend", "loss", "dtype",
