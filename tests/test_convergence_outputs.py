@@ -342,3 +342,17 @@ def test_a_diverging_run_is_reported_quietly(backend):
     assert s["diverged"].tolist() == [True, False]
     assert s["minimizer_index"].tolist() == [-1, 0]
     assert math.isnan(s["distance_to_minimizer"].iloc[0])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_gradient_that_overflows_at_a_finite_last_iterate_is_quiet(backend):
+    """SGD with lr 0.1 on Himmelblau from (100, 100): the 4th iterate is still finite
+    (about -2.5e146), but f and the gradient there overflow. The gradient norm is inf, no
+    floating-point warning escapes (warnings are errors here), and the row says diverged."""
+    s, traj = C.run_full("himmelblau", "sgd", np.array([[100.0, 100.0]]), 4, backend=backend,
+                         record_every=4, lr=0.1)
+    last = traj[traj["step"] == 4]
+    x = last[["x0", "x1"]].to_numpy()
+    assert np.isfinite(x).all() and np.abs(x).max() > 1e103  # |x|^3 overflows float64
+    assert s["final_grad_norm"].tolist() == [math.inf]
+    assert s["diverged"].tolist() == [True]
