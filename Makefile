@@ -42,10 +42,13 @@ asv: $(STAMP)
 # Mutation testing (mutmut), one module at a time with its own test files, at most BUDGET
 # seconds per module on JOBS processes; scores in mutation/scores.json. MODULES= picks some;
 # RESUME=1 goes on from the previous run's verdicts (more budget, call after call).
+# TESTS="a.py b.py" runs one module's mutants against other test files (a copy of its own);
+# MUTANTS='suite.losses.x__bce__mutmut_*' picks mutants by name.
 BUDGET ?= 900
 JOBS   ?= 2
 mutation: $(STAMP)
-	$(BIN)/python tests/mutation.py $(MODULES) --budget $(BUDGET) --jobs $(JOBS) $(if $(RESUME),--resume)
+	$(BIN)/python tests/mutation.py $(MODULES) --budget $(BUDGET) --jobs $(JOBS) $(if $(RESUME),--resume) \
+	  $(if $(TESTS),--tests $(TESTS)) $(if $(MUTANTS),--mutants '$(MUTANTS)')
 
 # The tests that a plain `pytest` deselects (marker slow), alone.
 test-slow: $(STAMP)

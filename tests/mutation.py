@@ -1,7 +1,7 @@
 """Mutation testing of gradsuite's core modules with mutmut, one module at a time.
 
     .venv/bin/python tests/mutation.py [MODULE ...] [--budget SECONDS] [--jobs N] [--out DIR]
-                                       [--resume]
+                                       [--resume] [--tests FILE ...] [--mutants GLOB ...]
 
 For each module (default: all of :data:`MODULES`), a copy of the project is made in
 ``DIR/<module>`` (default ``mutation/``, git-ignored) whose pyproject.toml tells mutmut to mutate
@@ -10,7 +10,11 @@ that module only and to run the module's own test files; ``mutmut run`` then get
 "not checked", never as killed. ``--resume`` keeps a module's copy from an earlier run and
 lets mutmut go on where it stopped (mutmut keeps each verdict in ``mutants/**/*.meta`` and
 skips decided mutants): each call stays within its budget and the checked part grows from
-call to call. The copy is the code of the first run: start afresh (no ``--resume``) after
+call to call. ``--mutants`` hands mutmut name globs (one function's mutants); ``--tests`` runs
+one module's mutants against other test files, in a copy of its own (``DIR/<module>~<files>``)
+so the whole selection's copy and verdicts stay: a function whose surviving mutants each cost
+a slow selection is first run against its fast unit tests, and only the survivors are then run
+against the whole selection (a test file added cannot revive a killed mutant). The copy is the code of the first run: start afresh (no ``--resume``) after
 changing the module or its tests. Prints, and writes to ``DIR/scores.json``, per module: mutants
 generated, killed (including by timeout), survived, not checked, and the score
 killed / (killed + survived). Surviving mutants: ``cd DIR/<module> && mutmut show NAME``.
@@ -150,16 +154,33 @@ def _resumable(module: str, tests: list[str], work: Path) -> bool:
     return True
 
 
-def run_module(module: str, budget: float, jobs: int, out: Path,
-               resume: bool = False) -> dict[str, object]:
+def _workdir(module: str, tests: list[str] | None, out: Path) -> Path:
+    """``out/<module>`` for the module's own tests; other tests get a copy of their own
+    (``out/<module>~<test file stems>``), so that a run on a few fast test files never
+    replaces the copy, and the verdicts, of the module's whole selection."""
     name = module.removeprefix("suite/").removesuffix(".py").replace("/", ".")
-    work = out / name
-    resumed = resume and _resumable(module, MODULES[module], work)
+    if tests is None or tests == MODULES[module]:
+        return out / name
+    return out / (name + "~" + "+".join(Path(t).stem for t in tests))
+
+
+def run_module(module: str, budget: float, jobs: int, out: Path,
+               resume: bool = False, tests: list[str] | None = None,
+               mutants: list[str] | None = None) -> dict[str, object]:
+    """One mutmut run on ``module``: against ``tests`` (default: its entry in
+    :data:`MODULES`), on the mutants whose names match the globs ``mutants`` (default: all;
+    e.g. ``suite.conformance.optimizers.x_check_optimizer__mutmut_*``)."""
+    selection = MODULES[module] if tests is None else list(tests)
+    missing = [t for t in selection if not (ROOT / t).is_file()]
+    if missing:
+        raise FileNotFoundError(f"test file(s) {', '.join(missing)} not found under {ROOT}")
+    work = _workdir(module, selection, out)
+    resumed = resume and _resumable(module, selection, work)
     if resume and not resumed:
         print(f"{module}: no earlier run in {work} to resume (or made for other tests); "
               "starting afresh", flush=True)
     if not resumed:
-        _prepare(module, MODULES[module], work)
+        _prepare(module, selection, work)
     # mutmut forks a child per mutant from a parent that has run Numba's parallel kernels:
     # the default OpenMP threading layer then ends the child with SIGTERM ("fork() called
     # from a process already using GNU OpenMP"), whatever the tests say; workqueue survives
@@ -171,7 +192,8 @@ def run_module(module: str, budget: float, jobs: int, out: Path,
     with (work / "mutmut.log").open("a" if resumed else "w", encoding="utf-8") as log:
         # its own process group: at the budget, mutmut and the children it forked stop
         # together (a child left running would still be testing when a resumed run starts)
-        proc = subprocess.Popen([mutmut, "run", "--max-children", str(jobs)], cwd=work,
+        proc = subprocess.Popen([mutmut, "run", "--max-children", str(jobs), *(mutants or [])],
+                                cwd=work,
                                 env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         try:
@@ -183,8 +205,8 @@ def run_module(module: str, budget: float, jobs: int, out: Path,
     c = _counts(work)
     killed = c["killed"] + c["timeout"]
     checked = killed + c["survived"] + c["no_tests"]
-    return {"module": module, "tests": MODULES[module], **c, "finished": finished,
-            "resumed": resumed,
+    return {"module": module, "tests": selection, "mutants_selected": mutants or ["*"], **c,
+            "finished": finished, "resumed": resumed,
             "seconds": round(time.monotonic() - t0),
             "score": round(killed / checked, 4) if checked else None}
 
@@ -197,13 +219,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "mutation")
     ap.add_argument("--resume", action="store_true",
                     help="go on from an earlier run's verdicts (same module and tests)")
+    ap.add_argument("--tests", nargs="+", metavar="FILE",
+                    help="run the mutants against these test files instead of the module's "
+                         "own (one module only; a copy of its own, out/<module>~<files>)")
+    ap.add_argument("--mutants", nargs="+", metavar="GLOB",
+                    help="only the mutants whose names match (mutmut's names, e.g. "
+                         "'suite.losses.x__bce__mutmut_*')")
     args = ap.parse_args(argv)
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
         ap.error(f"unknown module(s) {', '.join(unknown)}; expected some of {', '.join(MODULES)}")
+    if (args.tests or args.mutants) and len(args.modules) != 1:
+        ap.error("--tests and --mutants need exactly one module")
     rows = []
     for module in args.modules or list(MODULES):
-        row = run_module(module, args.budget, args.jobs, args.out, args.resume)
+        row = run_module(module, args.budget, args.jobs, args.out, args.resume, args.tests,
+                         args.mutants)
         rows.append(row)
         print(f"{module}: score {row['score']} ({row['killed']} killed, {row['timeout']} "
               f"timeout, {row['survived']} survived, {row['no_tests']} without tests, "
@@ -214,7 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     scores = args.out / "scores.json"
     old = json.loads(scores.read_text(encoding="utf-8")) if scores.exists() else {}
-    old.update({r["module"]: r for r in rows})
+    # a run on other tests than the module's own is kept under its own key
+    old.update({r["module"] if r["tests"] == MODULES[r["module"]]
+                else f"{r['module']} [{', '.join(r['tests'])}]": r for r in rows})
     tmp = scores.with_suffix(".tmp")
     tmp.write_text(json.dumps(old, indent=1), encoding="utf-8")
     tmp.replace(scores)

@@ -27,6 +27,8 @@ meta = Path("mutants/suite/report/summary.py.meta")
 if not meta.exists():
     meta.parent.mkdir(parents=True)
     meta.write_text(json.dumps({{"exit_code_by_key": {{f"m{{i}}": None for i in range(4)}}}}))
+with open("argv.log", "a") as f:
+    f.write(" ".join(sys.argv[1:]) + "\n")
 data = json.loads(meta.read_text())
 codes = data["exit_code_by_key"]
 todo = [k for k, v in codes.items() if v is None]
@@ -135,3 +137,41 @@ def test_main_writes_scores_atomically_and_keeps_other_modules(fake_mutmut, caps
     assert not list(fake_mutmut.glob("*.tmp"))
     assert f"{MODULE}: score 1.0 (1 killed" in capsys.readouterr().out
     assert os.path.exists(fake_mutmut / "report.summary" / "pyproject.toml")
+
+
+def test_other_tests_get_a_copy_of_their_own_and_keep_the_whole_selections(fake_mutmut, capsys):
+    """--tests: a run against a fast test file must not replace the copy (and verdicts) of the
+    module's own selection, and its score is kept under its own key; --mutants reaches mutmut
+    as name globs."""
+    mutation.run_module(MODULE, 30, 1, fake_mutmut)
+    own = fake_mutmut / "report.summary"
+    assert (own / "pyproject.toml").read_text().endswith(
+        mutation._config(MODULE, mutation.MODULES[MODULE]))
+    glob = "suite.report.summary.x_f__mutmut_*"
+    assert mutation.main([MODULE, "--budget", "30", "--jobs", "1", "--out", str(fake_mutmut),
+                          "--tests", "tests/test_report_values.py", "--mutants", glob]) == 0
+    other = fake_mutmut / "report.summary~test_report_values"
+    assert (other / "pyproject.toml").read_text().endswith(
+        mutation._config(MODULE, ["tests/test_report_values.py"]))
+    assert (other / "argv.log").read_text().split() == ["run", "--max-children", "1", glob]
+    assert (own / "argv.log").read_text().split() == ["run", "--max-children", "1"]
+    assert _decided(fake_mutmut) == ["m0"]  # the own copy untouched
+    data = json.loads((fake_mutmut / "scores.json").read_text())
+    row = data[f"{MODULE} [tests/test_report_values.py]"]
+    assert (row["tests"], row["mutants_selected"]) == (["tests/test_report_values.py"], [glob])
+    assert MODULE not in data  # the own selection's row is not replaced by this one
+    # a resume of the own copy still finds its verdicts
+    row = mutation.run_module(MODULE, 30, 1, fake_mutmut, resume=True)
+    assert row["resumed"]
+    assert _decided(fake_mutmut) == ["m0", "m1"]
+    # the module's own test files named explicitly are the module's own copy
+    assert mutation._workdir(MODULE, list(mutation.MODULES[MODULE]), fake_mutmut) == own
+
+
+def test_options_that_need_one_module_and_missing_test_files(fake_mutmut, capsys):
+    with pytest.raises(SystemExit):
+        mutation.main(["--tests", "tests/test_report_values.py"])
+    assert "--tests and --mutants need exactly one module" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match=r"test file\(s\) tests/test_nope\.py not found"):
+        mutation.run_module(MODULE, 30, 1, fake_mutmut, tests=["tests/test_nope.py"])
+    assert not fake_mutmut.exists()  # nothing made, nothing removed
