@@ -42,7 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 #: module -> the test files that exercise it (what mutmut runs against its mutants)
 MODULES: dict[str, list[str]] = {
     "suite/losses.py": ["tests/test_activations_losses.py", "tests/test_metrics_truth.py"],
-    "suite/optim/numpy_ref.py": ["tests/test_optim_state.py", "tests/test_optim_crossval.py"],
+    "suite/optim/numpy_ref.py": ["tests/test_optim_numpy_ref_units.py",
+                                 "tests/test_optim_state.py", "tests/test_optim_crossval.py"],
     "suite/optim/spec.py": ["tests/test_optim_spec.py", "tests/test_metrics_truth.py"],
     "suite/studies/gradstats.py": ["tests/test_gradstats.py", "tests/test_metrics_truth.py",
                                    "tests/test_gradstats_inputs.py"],

@@ -4,10 +4,11 @@ Every parameter and every state entry is compared at every step of 200, for each
 against each of torch's implementations (for-loop, foreach, fused where torch has one).
 The plain run covers PyTorch's own configurations of SGD, Adagrad, RMSprop, Adam and AdamW fully
 and every 4th of their grid configurations in float64 on the badly scaled probe; of NAdam, RAdam,
-Adamax, Adadelta, Rprop, ASGD and Adafactor, the last of PyTorch's configurations (each has a
-non-default option), on every backend against every torch implementation, on the model probe (a
-matrix, vectors, a scalar, a None-gradient step and a frozen layer) in float64; ``-m slow`` (and ``gradsuite check-references``, which CI
-runs) covers the whole table.
+Adamax, Adadelta, Rprop, ASGD and Adafactor, every one of PyTorch's configurations (so each
+option is on at least once) on every backend against torch's for-loop implementation, and the
+last of them against every torch implementation, on the model probe (a matrix, vectors, a
+scalar, a None-gradient step and a frozen layer) in float64; ``-m slow`` (and
+``gradsuite check-references``, which CI runs) covers the whole table.
 """
 
 import numpy as np
@@ -63,6 +64,18 @@ def test_grid_sample_float64(config):
 @pytest.mark.parametrize("config", NEW_SAMPLE, ids=lambda c: c.id)
 def test_new_rules_sample(config):
     rows = crossval.crossval_cell(config, "model", "float64", steps=200)
+    assert {r["backend"] for r in rows} == {"numpy", "numba", "torch"}
+    _assert_rows(rows)
+
+
+# every option of the newer rules on at least once in the plain run (maximize, weight decay,
+# decoupled decay, t0, etas, step sizes, beta2_decay, d, ...): PyTorch's own configurations
+NEW_TORCH = [c for c in configs_for(source="torch") if c.optimizer in NEW_RULES]
+
+
+@pytest.mark.parametrize("config", NEW_TORCH, ids=lambda c: c.id)
+def test_new_rules_every_torch_configuration(config):
+    rows = crossval.crossval_cell(config, "model", "float64", steps=200, impls=("forloop",))
     assert {r["backend"] for r in rows} == {"numpy", "numba", "torch"}
     _assert_rows(rows)
 
