@@ -3,6 +3,7 @@ differentiation and hand counts: the grid, the formulas behind the truth, ulps, 
 small tables, the pivot and a slice of the exhaustive float32 scan. Fast (no full table)."""
 
 import math
+import re
 
 import mpmath
 import numpy as np
@@ -123,13 +124,13 @@ def test_fns_at_the_kinks_follow_torch():
 def test_split_keeps_the_rest():
     with mpmath.workdps(40):
         v = mpmath.mpf(1) / 3
-        hi, lo = accuracy._split(mpmath, v)
+        hi, lo = accuracy._split(v)
         assert hi == 1 / 3
         assert lo != 0
         assert abs(lo) < math.ulp(hi)
         assert abs((mpmath.mpf(hi) + lo) - v) < mpmath.mpf(10) ** -30
-        assert accuracy._split(mpmath, mpmath.mpf("inf")) == (math.inf, 0.0)
-        assert accuracy._split(mpmath, mpmath.mpf("-inf")) == (-math.inf, 0.0)
+        assert accuracy._split(mpmath.mpf("inf")) == (math.inf, 0.0)
+        assert accuracy._split(mpmath.mpf("-inf")) == (-math.inf, 0.0)
 
 
 def test_truth_details():
@@ -283,6 +284,10 @@ def test_row_by_hand():
     tiny = accuracy._row("relu", {}, "forward", "float32", "numpy", x[:1], np.zeros(1),
                          np.array([np.finfo(np.float32).tiny]), np.zeros(1), np.zeros(1), 4.0)
     assert tiny["false_zeros"] == 1
+    two = accuracy._row("softplus", {"beta": 2.0, "threshold": 10.0}, "forward", "float64",
+                        "numpy", x[:3], got[:3], hi[:3], lo[:3], kappa[:3], 1.0)
+    assert two["params"] == "beta=2.0, threshold=10.0"
+    assert two["function"] == "softplus(beta=2.0, threshold=10.0)"
 
 
 def test_small_table():
@@ -318,7 +323,10 @@ def test_table_progress_bar(capsys):
     t = accuracy.table([("relu", {})], dtypes=("float64", "float32"), implementations=("numpy",),
                        n=10, progress=True)
     assert list(t.dtype) == ["float64", "float64", "float32", "float32"]
-    assert "activation accuracy" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    # tqdm's line: "activation accuracy: 100%|...| 2/2 [00:00<00:00, 12.3cell/s]"
+    assert re.search(r"(^|\r)activation accuracy: 100%.* 2/2 \[", err)
+    assert re.search(r"(cell/s|s/cell)\]", err)
 
 
 def test_pivot():
@@ -349,6 +357,55 @@ def test_run_part_sizes(monkeypatch):
     assert seen["n"] == 1000
 
 
+class _Square:
+    """A float64 path for f(x) = x^3 / 3: derivative x^2 (κ of f is 3, of f' is 2)."""
+
+    @staticmethod
+    def derivative(x):
+        return x * x
+
+
+def test_kappa_by_hand():
+    x = np.array([2.0, -3.0, 0.5, 1.0, 4.0, 5.0])
+    f = x**3 / 3
+    f[3] = 0.0  # g = 0: κ is 0 there, whatever x g' is (documented, as in truth())
+    with np.errstate(all="ignore"):
+        k = accuracy._kappa64(_Square, "forward", x, f)
+    np.testing.assert_allclose(k[[0, 1, 2, 4, 5]], 3.0, rtol=1e-15)
+    assert k[3] == 0.0
+    # the derivative's κ by the central difference: exact for a quadratic but for rounding
+    kd = accuracy._kappa64(_Square, "derivative", x, x * x)
+    np.testing.assert_allclose(kd, 2.0, rtol=1e-9)
+
+
+def test_kappa_infinite_and_undefined():
+    """An infinite x g'/g stays inf (no input is given a finite bound it cannot have); a NaN
+    one (inf/inf, 0 * inf) is 0, as is any point where g = 0."""
+
+    class Ref:
+        @staticmethod
+        def derivative(x):
+            return np.array([np.inf, np.inf, 1.0, 2.0])
+
+    x = np.array([1.0, np.inf, 0.0, 3.0])
+    g = np.array([2.0, np.inf, 1.0, 0.0])
+    k = accuracy._kappa64(Ref, "forward", x, g)
+    assert k.tolist() == [np.inf, 0.0, 0.0, 0.0]
+
+
+def test_ulp_error_lo_sign_and_the_rounding_line():
+    one = np.array([1.0])
+    # got 1 + 2^-52 against the truth 1 + 2^-60: (1 - 2^-8) ulp, not 1 + 2^-8
+    err = accuracy.ulp_error(np.array([1.0 + 2.0**-52]), one, np.array([2.0**-60]), "float64")
+    assert err[0] == 1 - 2.0**-8
+    # the truth FLT_MAX + half its spacing - 2^75 lies below float32's rounding line: it rounds
+    # to FLT_MAX, so inf is infinitely wrong; plus 2^75 it lies above and inf is exact
+    line = np.array([float(np.finfo(np.float32).max) + 2.0**103])
+    inf = np.array([np.inf])
+    assert accuracy.ulp_error(inf, line, np.array([-2.0**75]), "float32")[0] == np.inf
+    assert accuracy.ulp_error(inf, line, np.array([2.0**75]), "float32")[0] == 0.0
+
+
 # ---- the exhaustive float32 scan, on a slice --------------------------------------------
 
 ONE = 0x3F800000   # float32 1.0
@@ -372,8 +429,11 @@ def test_exhaustive_slice_counts_and_bounds():
                                       chunk=100)
     assert top["inputs"] == 256
     assert top["max_ulp"] == 0.0
-    # every result exact: the first input is named
-    assert top["worst_x"] == float(np.array([inf - 256], np.uint32).view(np.float32)[0])
+    # every result exact: the first input is named, for the error and for the excess
+    first = float(np.array([inf - 256], np.uint32).view(np.float32)[0])
+    assert top["worst_x"] == first
+    assert top["excess_x"] == first
+    assert top["max_excess"] == -1.0  # error 0, κ of relu(x) = x is 1
     assert top["bound"] == 2.0
     d = accuracy.exhaustive_float32("elu", "derivative", backend="torch", start=ONE | 1 << 31,
                                     stop=(ONE | 1 << 31) + 64, chunk=64, alpha=0.5)
@@ -408,6 +468,7 @@ def test_exhaustive_slice_finds_a_planted_error(monkeypatch):
     monkeypatch.setattr(accuracy.A, "get", get)
     res = accuracy.exhaustive_float32("tanh", start=ONE, stop=ONE + 100, chunk=30)
     assert res["worst_x"] == float(bad_x)
+    assert res["excess_x"] == float(bad_x)  # κ of tanh near 1 is < 1: the excess is there too
     assert 2.5 <= res["max_ulp"] <= 3.5
     assert res["over_bound"] == 1
     clean = accuracy.exhaustive_float32("tanh", "derivative", start=ONE, stop=ONE + 100,

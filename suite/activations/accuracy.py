@@ -147,7 +147,7 @@ def _fns(name: str, params: dict[str, Any]) -> Callable[[Any, Any], tuple[Any, A
     raise ValueError(f"no elementwise truth for {name!r}")
 
 
-def _split(mp: Any, v: Any) -> tuple[float, float]:
+def _split(v: Any) -> tuple[float, float]:
     hi = float(v)
     if not np.isfinite(hi):
         return hi, 0.0
@@ -181,7 +181,7 @@ def truth(name: str, x: np.ndarray, quantity: str = "forward", **params: Any
             else:
                 f, f1, f2 = fns(mp, xm)
             g, g1 = (f, f1) if quantity == "forward" else (f1, f2)
-            hi.flat[i], lo.flat[i] = _split(mp, g)
+            hi.flat[i], lo.flat[i] = _split(g)
             kappa.flat[i] = 0.0 if g == 0 else float(abs(xm * g1 / g))
     return hi, lo, kappa
 
@@ -198,7 +198,7 @@ def softmax_truth(x: np.ndarray, log: bool = False) -> tuple[np.ndarray, np.ndar
             s = mp.fsum(es)
             for j, (v, e) in enumerate(zip(row, es, strict=True)):
                 val = (mp.mpf(v) - m) - mp.log(s) if log else e / s
-                hi[i, j], lo[i, j] = _split(mp, val)
+                hi[i, j], lo[i, j] = _split(val)
     return hi.reshape(x.shape), lo.reshape(x.shape)
 
 
