@@ -1033,3 +1033,100 @@ def test_explain_counter_conventions_are_not_paired_with_each_other(monkeypatch)
     pairs = [t for t in tried if "+" in t]
     changes = _formula_changes("adam", _ADAM)
     assert pairs == [f"{c}+{k}" for k in (_COUNTER, other.name) for c in changes]
+
+
+def _torch_noise_as(monkeypatch, noise):
+    """torch.optim's own error per dtype set by hand (its real values need a diverging or
+    ill-conditioned run); returns the devices the calls saw."""
+    seen = []
+
+    def fake(name, items, probe, steps, dtype, device):
+        seen.append(device)
+        return noise[dtype]
+
+    monkeypatch.setattr(O, "_torch_noise", fake)
+    return seen
+
+
+def test_cells_where_torchs_own_run_is_no_yardstick_are_not_applicable(monkeypatch):
+    """A dtype whose torch.optim run is not finite, and one where 10x torch's own error
+    reaches 1 (exactly 1 included), are not run: each row says why, with torch's error (and
+    the tolerance it would have needed); the dtypes after them still run; just below the
+    line the tolerance is 10x torch's error."""
+    seen = _torch_noise_as(monkeypatch, {"float32": np.inf, "float64": 1e-30})
+    r = check_optimizer(torch.optim.SGD, "sgd", configs=[{"lr": 0.1}],
+                        dtypes=("float32", "float64"), probes="scaled", steps=3,
+                        explain=False)
+    rows = r.frame.set_index("dtype")
+    f32, f64 = rows.loc["float32"], rows.loc["float64"]
+    assert not f32["applicable"]
+    assert f32["reason"] == ("torch.optim's own float32 run does not stay finite where the "
+                             "float64 reference does")
+    assert f32["torch_error"] == np.inf
+    assert f32["passed"] is None
+    assert np.isnan(f32["tol"])
+    assert f64["applicable"]
+    assert f64["reason"] == ""
+    assert f64["passed"]
+    assert f64["tol"] == O.tolerance("float64", 3)
+    assert seen == ["cpu", "cpu"]
+
+    _torch_noise_as(monkeypatch, {"float64": 0.1, "float32": 0.095})
+    r = check_optimizer(torch.optim.SGD, "sgd", configs=[{"lr": 0.1}],
+                        dtypes=("float64", "float32"), probes="scaled", steps=3,
+                        explain=False)
+    rows = r.frame.set_index("dtype")
+    f64, f32 = rows.loc["float64"], rows.loc["float32"]
+    assert not f64["applicable"]
+    assert f64["reason"] == ("torch.optim's own float64 error here is 0.1; a tolerance of 10 "
+                             "times that checks nothing")
+    assert f64["tol"] == 1.0
+    assert f64["torch_error"] == 0.1
+    assert f64["passed"] is None
+    assert f32["applicable"]
+    assert f32["tol"] == 10.0 * 0.095
+    assert f32["torch_error"] == 0.095
+    assert f32["passed"]
+    assert r.passed
+
+
+def test_an_optimizer_that_raises_fails_its_cell(monkeypatch):
+    """Raising in a step is a failure at that step, with the configuration, its full
+    hyperparameters, probe and dtype; raising in the constructor says so without a step."""
+    class Breaks(torch.optim.SGD):
+        calls = 0
+
+        def step(self, closure=None):
+            Breaks.calls += 1
+            if Breaks.calls == 2:
+                raise RuntimeError("boom")
+            return super().step(closure)
+
+    devices = []
+    real = O.run_torch
+
+    def spy(factory, hyper, probe, steps, dtype, device="not passed"):
+        # a run left to run_torch's default device would go to the CPU whatever was asked
+        devices.append(device)
+        return real(factory, hyper, probe, steps, dtype, device)
+
+    monkeypatch.setattr(O, "run_torch", spy)
+    r = check_optimizer(Breaks, "sgd", configs=[{"lr": 0.1}], dtypes="float64",
+                        probes="scaled", steps=3, explain=False)
+    assert not r.passed
+    (f,) = r.failures
+    assert (f.config, f.probe, f.dtype, f.step) == ("sgd(lr=0.1)", "scaled", "float64", 2)
+    assert f.hyper == {**O.optim.get_spec("sgd").defaults, "lr": 0.1}
+    assert f.message == "raised at step 2: RuntimeError: boom"
+    assert r.frame["error"].tolist() == ["raised at step 2: RuntimeError: boom"]
+    assert devices
+    assert set(devices) == {"cpu"}
+
+    def refuses(params, lr=1e-3, **kw):
+        raise ValueError("no")
+
+    r = check_optimizer(refuses, "sgd", configs=[{"lr": 0.1}], dtypes="float64",
+                        probes="scaled", steps=3, explain=False)
+    (f,) = r.failures
+    assert f.step == 0
+    assert f.message == "construction failed: ValueError: no"

@@ -286,3 +286,13 @@ def test_state_names_are_torchs_own(name, hyper):
         assert len(spec.state_names(resolved, len(shape))) == len(theirs)
         every |= theirs
     assert set(spec.state_names(resolved)) == every
+
+
+def test_alias_defaults_are_fresh_copies():
+    from suite.optim.spec import alias_defaults
+
+    assert alias_defaults("Nesterov") == {"momentum": 0.9, "nesterov": True}
+    assert alias_defaults("sgd") == {}
+    got = alias_defaults("momentum")
+    got["momentum"] = 0.5
+    assert alias_defaults("momentum") == {"momentum": 0.9}

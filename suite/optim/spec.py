@@ -69,12 +69,11 @@ def _validate_adam(h: Hyper) -> None:
             raise ValueError(f"Invalid beta parameter at index {i}: {b} (expected 0 <= beta < 1)")
 
 
-def _pair(name: str, value: Any, what: str = "") -> tuple[float, float]:
+def _pair(name: str, value: Any, what: str) -> tuple[float, float]:
     try:
         a, b = value
     except (TypeError, ValueError):
-        raise TypeError(f"hyperparameter {name}={value!r} must be a pair "
-                        f"{what or '(a, b)'}") from None
+        raise TypeError(f"hyperparameter {name}={value!r} must be a pair {what}") from None
     return (_number(f"{name}[0]", a), _number(f"{name}[1]", b))
 
 
@@ -364,4 +363,5 @@ def get_spec(name: str) -> OptimizerSpec:
 
 def alias_defaults(name: str) -> dict[str, Any]:
     """Hyperparameters fixed by an alias (``momentum`` -> momentum=0.9); empty for a rule name."""
-    return dict(ALIASES.get(name.lower(), ("", {}))[1])
+    alias = ALIASES.get(name.lower())
+    return dict(alias[1]) if alias else {}
