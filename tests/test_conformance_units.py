@@ -1094,11 +1094,13 @@ def test_an_optimizer_that_raises_fails_its_cell(monkeypatch):
     """Raising in a step is a failure at that step, with the configuration, its full
     hyperparameters, probe and dtype; raising in the constructor says so without a step."""
     class Breaks(torch.optim.SGD):
-        calls = 0
+        def __init__(self, params, **kw):
+            super().__init__(params, **kw)
+            self.calls = 0
 
         def step(self, closure=None):
-            Breaks.calls += 1
-            if Breaks.calls == 2:
+            self.calls += 1
+            if self.calls == 2:
                 raise RuntimeError("boom")
             return super().step(closure)
 
@@ -1111,14 +1113,21 @@ def test_an_optimizer_that_raises_fails_its_cell(monkeypatch):
         return real(factory, hyper, probe, steps, dtype, device)
 
     monkeypatch.setattr(O, "run_torch", spy)
-    r = check_optimizer(Breaks, "sgd", configs=[{"lr": 0.1}], dtypes="float64",
+    r = check_optimizer(Breaks, "sgd", configs=[{"lr": 0.1}], dtypes=("float64", "float32"),
                         probes="scaled", steps=3, explain=False)
     assert not r.passed
-    (f,) = r.failures
+    f, f32 = r.failures  # the dtype after a raising one still runs
     assert (f.config, f.probe, f.dtype, f.step) == ("sgd(lr=0.1)", "scaled", "float64", 2)
+    assert f32.dtype == "float32"
     assert f.hyper == {**O.optim.get_spec("sgd").defaults, "lr": 0.1}
     assert f.message == "raised at step 2: RuntimeError: boom"
-    assert r.frame["error"].tolist() == ["raised at step 2: RuntimeError: boom"]
+    assert (f.quantity, f.error) == ("", np.inf)
+    rows = r.frame.set_index("dtype")
+    assert f.tol == rows.loc["float64", "tol"] == O.tolerance("float64", 3)
+    assert rows["error"].tolist() == ["raised at step 2: RuntimeError: boom"] * 2
+    assert rows["passed"].tolist() == [False, False]
+    assert rows["state_agrees"].isna().all()
+    assert rows["explained_by"].tolist() == ["", ""]
     assert devices
     assert set(devices) == {"cpu"}
 
@@ -1130,3 +1139,23 @@ def test_an_optimizer_that_raises_fails_its_cell(monkeypatch):
     (f,) = r.failures
     assert f.step == 0
     assert f.message == "construction failed: ValueError: no"
+
+
+def test_check_optimizer_compares_from_the_first_step_above_the_subnormal_floor(monkeypatch):
+    """Each cell's comparison: the dtype's subnormal floor, the state before the first step
+    left out (torch creates most state lazily), state not required."""
+    seen = []
+    real = O.compare
+
+    def spy(test, ref, tol, **kw):
+        seen.append(kw)
+        return real(test, ref, tol, **kw)
+
+    monkeypatch.setattr(O, "compare", spy)
+    _torch_noise_as(monkeypatch, {"float64": 0.0, "float32": 0.0})  # its own compare calls
+    check_optimizer(torch.optim.Adam, "adam", configs=[{"lr": 0.01}],
+                    dtypes=("float64", "float32"), probes="scaled", steps=3, explain=False)
+    assert [kw["floor"] for kw in seen] == [O.subnormal_floor("float64"),
+                                            O.subnormal_floor("float32")]
+    assert all(kw["skip_initial_state"] is True for kw in seen)
+    assert not any(kw["require_state"] for kw in seen)
