@@ -1159,3 +1159,29 @@ def test_check_optimizer_compares_from_the_first_step_above_the_subnormal_floor(
                                             O.subnormal_floor("float32")]
     assert all(kw["skip_initial_state"] is True for kw in seen)
     assert not any(kw["require_state"] for kw in seen)
+
+
+def test_cell_columns_with_and_without_state_and_a_first_bad_step():
+    """SGD without momentum has no state to compare: state_agrees and max_error_state are
+    missing (NaN, a float column). LeanAdam without bias correction compares its moments and
+    goes wrong at the first step."""
+    from tests.lean_optimizers import NoBiasAdam
+
+    sgd = check_optimizer(torch.optim.SGD, "sgd", configs=[{"lr": 0.1}], dtypes="float64",
+                          probes="scaled", steps=3, explain=False).frame
+    assert sgd["state_agrees"].tolist() == [None]
+    assert sgd["max_error_state"].dtype == np.float64
+    assert np.isnan(sgd["max_error_state"].iloc[0])
+    assert 0.0 <= sgd["max_error_param"].iloc[0] < 1e-12  # torch.optim.SGD: round-off only
+    assert sgd["first_bad_step"].tolist() == [None]
+
+    adam = check_optimizer(NoBiasAdam, "adam", configs=[{"lr": 0.01}], dtypes="float64",
+                           probes="scaled", steps=3, explain=False).frame
+    row = adam.iloc[0]
+    assert not row["passed"]
+    assert row["first_bad_step"] == 1
+    assert row["quantity"].startswith("param[")
+    assert row["max_error_param"] > 1.0   # (1 - 0.9)^-1 times too large a first step
+    # exp_avg and exp_avg_sq of each of the probe's parameters
+    assert row["state_compared"] == 2 * len(PROBES["scaled"].initial_params()) == 6
+    assert 0.0 <= row["max_error_state"] < 1e-12  # its moments are Adam's own: round-off
