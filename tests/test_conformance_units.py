@@ -1174,6 +1174,9 @@ def test_cell_columns_with_and_without_state_and_a_first_bad_step():
     assert np.isnan(sgd["max_error_state"].iloc[0])
     assert 0.0 <= sgd["max_error_param"].iloc[0] < 1e-12  # torch.optim.SGD: round-off only
     assert sgd["first_bad_step"].tolist() == [None]
+    assert sgd[["error", "explained_by", "quantity", "state_differs"]].iloc[0].tolist() == \
+        ["", "", "", ""]
+    assert np.isnan(sgd["lr_factor"].iloc[0])
 
     adam = check_optimizer(NoBiasAdam, "adam", configs=[{"lr": 0.01}], dtypes="float64",
                            probes="scaled", steps=3, explain=False).frame
@@ -1185,3 +1188,29 @@ def test_cell_columns_with_and_without_state_and_a_first_bad_step():
     # exp_avg and exp_avg_sq of each of the probe's parameters
     assert row["state_compared"] == 2 * len(PROBES["scaled"].initial_params()) == 6
     assert 0.0 <= row["max_error_state"] < 1e-12  # its moments are Adam's own: round-off
+
+
+class _ScaledStateAdam(torch.optim.Adam):
+    """Adam's updates exactly, with its moments stored as 2 m and 4 v between steps: the
+    parameters agree and both state entries differ."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for st in self.state.values():
+            st["exp_avg"].div_(2)
+            st["exp_avg_sq"].div_(4)
+        out = super().step(closure)
+        for st in self.state.values():
+            st["exp_avg"].mul_(2)
+            st["exp_avg_sq"].mul_(4)
+        return out
+
+
+def test_a_cell_names_every_state_entry_that_differs():
+    r = check_optimizer(_ScaledStateAdam, "adam", configs=[{"lr": 0.01}], dtypes="float64",
+                        probes="scaled", steps=3, explain=False)
+    row = r.frame.iloc[0]
+    assert row["passed"]
+    assert not row["state_agrees"]
+    assert row["state_differs"] == "exp_avg, exp_avg_sq"
+    assert r.state == "different"
