@@ -66,8 +66,10 @@ class Problem:
         if self.noise:
             if rng is None:
                 raise ValueError(f"{self.name} is noisy: pass a seeded rng to grad()")
+            # drawn in float64 (the same draws for every dtype and backend), added in the
+            # gradient's dtype
             noise = rng.normal(0.0, self.noise, tuple(x.shape))
-            g = g + (noise if isinstance(g, np.ndarray) else
+            g = g + (noise.astype(g.dtype) if isinstance(g, np.ndarray) else
                      __import__("torch").as_tensor(noise, dtype=g.dtype, device=g.device))
         return g
 

@@ -357,3 +357,52 @@ def test_a_gradient_that_overflows_at_a_finite_last_iterate_is_quiet(backend):
     assert np.abs(x).max() > 1e103  # |x|^3 overflows float64
     assert s["final_grad_norm"].tolist() == [math.inf]
     assert s["diverged"].tolist() == [True]
+
+
+def test_a_rule_without_a_batched_runner_keeps_seed_trajectories_and_dtype_on_numba():
+    """NAdam on backend="numba" runs step by step: on a noisy problem its seed, its
+    trajectory rows and its float32 arithmetic are those of the numpy backend."""
+    noisy = P.noisy(P.get("himmelblau"), 0.5)
+    starts = np.array([[1.0, 1.0], [-2.0, 2.5]])
+    kw = {"record_every": 5, "dtype": "float32", "seed": 7, "lr": 0.05}
+    s_nb, t_nb = C.run_full(noisy, "nadam", starts, 20, backend="numba", **kw)
+    s_np, t_np = C.run_full(noisy, "nadam", starts, 20, backend="numpy", **kw)
+    pd.testing.assert_frame_equal(s_nb.drop(columns="backend"), s_np.drop(columns="backend"))
+    pd.testing.assert_frame_equal(t_nb, t_np)
+    assert t_nb["step"].unique().tolist() == [0, 5, 10, 15, 20]
+    assert (s_nb["seed"] == 7).all()
+    # float32 iterates: every recorded x is a float32 number
+    xs = t_nb[["x0", "x1"]].to_numpy()
+    np.testing.assert_array_equal(xs.astype(np.float32).astype(np.float64), xs)
+    other = C.run(noisy, "nadam", starts, 20, backend="numba", record_every=0, seed=8, lr=0.05)
+    assert not np.array_equal(other["final_value"], s_nb["final_value"])
+
+
+def test_identity_columns_of_both_frames():
+    s, t = C.run_full("himmelblau", "adam", np.array([[1.0, 1.0]]), 4, record_every=2,
+                      lr=0.1)
+    assert (s["problem"].tolist(), s["schedule"].tolist()) == (["himmelblau"], ["constant"])
+    assert s["betas"].tolist() == ["(0.9, 0.999)"]  # a pair as its text, one cell
+    assert t["problem"].unique().tolist() == ["himmelblau"]
+    assert t["optimizer"].unique().tolist() == ["adam"]
+    with pytest.raises(NotImplementedError,
+                       match=r"^noisy problems run on the numpy and torch backends$"):
+        C.run(P.noisy(P.get("himmelblau"), 0.1), "adam", np.zeros((1, 2)), 3, backend="numba")
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_noisy_float32_runs_are_float32_with_the_same_draws(backend):
+    """A noisy gradient in float32 stays float32 (numpy promoted it to float64 and the rule
+    rejected it); the noise is drawn in float64 from the seed and rounded, so both array
+    backends see the same gradients."""
+    noisy = P.noisy(P.get("himmelblau"), 0.5)
+    x = np.array([[1.0, 1.0], [-2.0, 2.5]], np.float32)
+    g = noisy.grad(x if backend == "numpy" else torch.from_numpy(x),
+                   np.random.default_rng(3))
+    g = np.asarray(g)
+    assert g.dtype == np.float32
+    want = noisy.grad_fn(x.astype(np.float64)) + np.random.default_rng(3).normal(0, 0.5, (2, 2))
+    np.testing.assert_allclose(g, want, rtol=2e-6)
+    s = C.run(noisy, "adam", x.astype(np.float64), 5, backend=backend, dtype="float32",
+              seed=3, lr=0.05)
+    assert np.isfinite(s["final_value"]).all()
