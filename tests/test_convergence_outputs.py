@@ -406,3 +406,17 @@ def test_noisy_float32_runs_are_float32_with_the_same_draws(backend):
     s = C.run(noisy, "adam", x.astype(np.float64), 5, backend=backend, dtype="float32",
               seed=3, lr=0.05)
     assert np.isfinite(s["final_value"]).all()
+
+
+def test_starts_as_given_and_their_errors():
+    """One start as a flat pair, or integers, is the same run as float rows; a wrong shape
+    and a non-finite start are named. A reference name runs on numpy and says so."""
+    rows = C.run("himmelblau", "adam", np.array([[1.0, 2.0]]), 5, lr=0.1)
+    assert rows["backend"].tolist() == ["numpy"]
+    for given in ([1.0, 2.0], [[1, 2]], np.array([1, 2])):
+        pd.testing.assert_frame_equal(C.run("himmelblau", "adam", given, 5, lr=0.1), rows)
+    with pytest.raises(ValueError, match=r"^starts have shape \(3, 3\); himmelblau needs "
+                                         r"\(n_starts, 2\)$"):
+        C.run("himmelblau", "adam", np.zeros((3, 3)), 5)
+    with pytest.raises(ValueError, match=r"^starts contain non-finite values$"):
+        C.run("himmelblau", "adam", [[0.0, np.nan]], 5)
