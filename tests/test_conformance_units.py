@@ -1214,3 +1214,66 @@ def test_a_cell_names_every_state_entry_that_differs():
     assert not row["state_agrees"]
     assert row["state_differs"] == "exp_avg, exp_avg_sq"
     assert r.state == "different"
+
+
+def _spy(monkeypatch, name):
+    """Wrap O.<name>, recording each call's positional arguments."""
+    calls = []
+    real = getattr(O, name)
+
+    def spy(*args, **kw):
+        calls.append(args)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(O, name, spy)
+    return calls
+
+
+def test_a_failing_cell_hands_its_dtype_floor_and_hyperparameters_on(monkeypatch):
+    """float32 cells: the worst element, the explanations and the state relations get the
+    cell's dtype, its subnormal floor and the full hyperparameters; the failure names the
+    configuration; several explanations are joined by ", " (labels without their details)."""
+    from tests.lean_optimizers import NoBiasAdam
+
+    worst = _spy(monkeypatch, "_worst_element")
+    explain = _spy(monkeypatch, "_explain")
+    relation = _spy(monkeypatch, "_state_relation")
+    floor = O.subnormal_floor("float32")
+    r = check_optimizer(NoBiasAdam, "adam", configs=[{"lr": 0.01}], dtypes="float32",
+                        probes="scaled", steps=3)
+    full = {**O.optim.get_spec("adam").defaults, "lr": 0.01}
+    (f,) = r.failures
+    assert (f.config, f.hyper, f.dtype) == ("adam(lr=0.01)", full, "float32")
+    assert [c[-1] for c in worst] == [floor]
+    (e,) = explain
+    assert (e[4], e[-1]) == ("float32", floor)
+    assert relation == []  # its moments are Adam's own
+    check_optimizer(_ScaledStateAdam, "adam", configs=[{"lr": 0.01}], dtypes="float32",
+                    probes="scaled", steps=3)
+    assert len(relation) == 6  # two entries of each of the three parameters
+    assert all(c[4:7] == (floor, "float32", full) for c in relation)
+    labels = [x.split(" (")[0] for x in f.explained_by]
+    assert labels[0] == "no_bias_correction"
+    assert r.frame["explained_by"].iloc[0] == ", ".join(labels)
+
+    monkeypatch.setattr(O, "_explain", lambda *a: (("a b (one)", "c (two)"), 2.0))
+    r = check_optimizer(NoBiasAdam, "adam", configs=[{"lr": 0.01}], dtypes="float64",
+                        probes="scaled", steps=3)
+    assert r.frame["explained_by"].iloc[0] == "a b, c"
+    assert r.frame["lr_factor"].iloc[0] == 2.0
+    r = check_optimizer(NoBiasAdam, "adam", configs=[{"lr": 0.01}], dtypes="float64",
+                        probes="scaled", steps=3, explain=False)
+    assert r.failures[0].explained_by == ()
+
+
+def test_nothing_applicable_is_said():
+    def only_lr(params, lr=1e-3):
+        return torch.optim.SGD(params, lr=lr)
+
+    r = check_optimizer(only_lr, "sgd", configs=[{"lr": 0.1, "momentum": 0.9}],
+                        dtypes="float64", probes="scaled", steps=3, explain=False)
+    assert any("nothing was checked: no configuration is applicable to only_lr" in n
+               for n in r.notes)
+    ok = check_optimizer(only_lr, "sgd", configs=[{"lr": 0.1}, {"lr": 0.1, "momentum": 0.9}],
+                         dtypes="float64", probes="scaled", steps=3, explain=False)
+    assert not any("nothing was checked" in n for n in ok.notes)
