@@ -1167,8 +1167,12 @@ def test_cell_columns_with_and_without_state_and_a_first_bad_step():
     goes wrong at the first step."""
     from tests.lean_optimizers import NoBiasAdam
 
-    sgd = check_optimizer(torch.optim.SGD, "sgd", configs=[{"lr": 0.1}], dtypes="float64",
-                          probes="scaled", steps=3, explain=False).frame
+    res = check_optimizer(torch.optim.SGD, "sgd", configs=[{"lr": 0.1}], dtypes="float64",
+                          probes="scaled", steps=3, explain=False)
+    assert res.state == "not exposed"
+    assert "  note: the optimizer exposes no state under torch.optim's names; only parameters " \
+        "were compared" in res.notes
+    sgd = res.frame
     assert sgd["state_agrees"].tolist() == [None]
     assert sgd["max_error_state"].dtype == np.float64
     assert np.isnan(sgd["max_error_state"].iloc[0])
@@ -1277,3 +1281,4 @@ def test_nothing_applicable_is_said():
     ok = check_optimizer(only_lr, "sgd", configs=[{"lr": 0.1}, {"lr": 0.1, "momentum": 0.9}],
                          dtypes="float64", probes="scaled", steps=3, explain=False)
     assert not any("nothing was checked" in n for n in ok.notes)
+
