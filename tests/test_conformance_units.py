@@ -1325,3 +1325,41 @@ def test_a_narrow_state_counts_against_the_verdict_even_where_its_cells_fail():
     assert not rows.loc["float64", "passed"]
     assert r.state == "different"
     assert any("kept in float32 (parameters in float64)" in d for d in r.state_differences)
+
+
+def test_summarise_state_by_hand():
+    """An entry that only differs along with the parameters is named once; one relation is
+    given as it is; several name the first two configurations and count the rest."""
+    rows = [("a", "c1", "with parameters", "differs along with the parameters"),
+            ("b", "c1", "factor", "2 x torch.optim's"),
+            ("c", "c1", "factor", "d1"), ("c", "c2", "factor", "d2"), ("c", "c3", "factor", "d3"),
+            ("c", "c4", "factor", "d1")]
+    assert O._summarise_state(rows) == [
+        "a differs along with the parameters",
+        "b: 2 x torch.optim's",
+        "c: d1 in c1; d2 in c2 (and 1 other relations)"]
+    assert O._summarise_state(rows[2:4]) == ["c: d1 in c1; d2 in c2"]
+
+
+def test_result_text_on_hand_made_failures():
+    """The failure listed per configuration is the earliest (a constructor's, step 0, before
+    a step's); explanations shared by every cell are joined by "; ", those of some cells are
+    listed by label (a label may hold spaces); with none, and no message, the text says no
+    variant reproduces it."""
+    def fail(cfg, step, explained=(), message="", rv=None):
+        return O.Failure(cfg, {}, "scaled", "float64", step, "param[0]" if rv else "",
+                         1.0, 1e-12, rv, 2.0 if rv else None, (), message, explained)
+
+    frame = pd.DataFrame({"applicable": [True] * 4, "passed": [False] * 4})
+    r = O.ConformanceResult("sgd", "mine", frame, [
+        fail("c1", 1, message="late", rv=1.0), fail("c1", 0, message="construction failed: no"),
+        fail("c2", 3, ("a x (1)", "b (2)"), rv=1.0), fail("c2", 4, ("a x (3)", "b (4)"), rv=1.0),
+        fail("c3", 2, ("p q (5)",), rv=1.0), fail("c3", 2, (), rv=1.0),
+        fail("c4", 5)])
+    lines = str(r).splitlines()
+    c1 = [ln for ln in lines if ln.startswith("  - c1")]
+    assert c1 == ["  - c1 [scaled, float64]: construction failed: no"]
+    assert "    consistent with: a x (1); b (2)" in lines
+    assert "    consistent in some cells with: p q" in lines
+    i = lines.index(next(ln for ln in lines if ln.startswith("  - c4")))
+    assert lines[i + 1] == "    no catalogued variant reproduces it"
