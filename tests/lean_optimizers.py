@@ -9,6 +9,8 @@ class LeanAdam(torch.optim.Optimizer):
     """Adam with only lr, betas and eps (no weight_decay, amsgrad, maximize)."""
 
     bias_correction = True
+    #: the moments' dtype (None: the parameter's)
+    state_dtype = None
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
@@ -23,12 +25,13 @@ class LeanAdam(torch.optim.Optimizer):
                 st = self.state[p]
                 if not st:
                     st["step"] = torch.tensor(0.0)
-                    st["exp_avg"] = torch.zeros_like(p)
-                    st["exp_avg_sq"] = torch.zeros_like(p)
+                    st["exp_avg"] = torch.zeros_like(p, dtype=self.state_dtype)
+                    st["exp_avg_sq"] = torch.zeros_like(p, dtype=self.state_dtype)
                 st["step"] += 1
                 t = float(st["step"])
-                st["exp_avg"].lerp_(p.grad, 1 - b1)
-                st["exp_avg_sq"].mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+                g = p.grad.to(st["exp_avg"].dtype)
+                st["exp_avg"].lerp_(g, 1 - b1)
+                st["exp_avg_sq"].mul_(b2).addcmul_(g, g, value=1 - b2)
                 c1, c2 = (1 - b1**t, 1 - b2**t) if self.bias_correction else (1.0, 1.0)
                 denom = (st["exp_avg_sq"].sqrt() / c2**0.5).add_(group["eps"])
                 p.addcdiv_(st["exp_avg"], denom, value=-group["lr"] / c1)

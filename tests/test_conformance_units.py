@@ -1284,33 +1284,11 @@ def test_nothing_applicable_is_said():
 
 
 
-class _Float32StateAdam(torch.optim.Optimizer):
-    """Adam whose moments are always float32: exact Adam for float32 parameters; for float64
-    parameters its state is narrower and its steps carry float32 rounding."""
+class _Float32StateAdam(lean_optimizers.LeanAdam):
+    """LeanAdam whose moments are always float32: exact Adam for float32 parameters; for
+    float64 parameters its state is narrower and its steps carry float32 rounding."""
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
-        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
-
-    @torch.no_grad()
-    def step(self):
-        for group in self.param_groups:
-            b1, b2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                st = self.state[p]
-                if not st:
-                    st["step"] = torch.tensor(0.0)
-                    st["exp_avg"] = torch.zeros_like(p, dtype=torch.float32)
-                    st["exp_avg_sq"] = torch.zeros_like(p, dtype=torch.float32)
-                st["step"] += 1
-                t = float(st["step"])
-                g = p.grad.to(torch.float32)
-                st["exp_avg"].lerp_(g, 1 - b1)
-                st["exp_avg_sq"].mul_(b2).addcmul_(g, g, value=1 - b2)
-                denom = (st["exp_avg_sq"].sqrt() / (1 - b2**t) ** 0.5).add_(group["eps"])
-                step = st["exp_avg"] / denom * (-group["lr"] / (1 - b1**t))
-                p.add_(step.to(p.dtype))
+    state_dtype = torch.float32
 
 
 def test_a_narrow_state_counts_against_the_verdict_even_where_its_cells_fail():
