@@ -507,6 +507,38 @@ def _config(hyper: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in hyper.items())
 
 
+def _check_size_repeats(size: Any, repeats: Any) -> None:
+    for what, v in (("size", size), ("repeats", repeats)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{what} must be a positive integer, got {v!r}")
+
+
+def check_roofline_args(size: int, threads: int | Sequence[int], optimizers: Sequence[str],
+                        repeats: int) -> list[int]:
+    """What :func:`roofline` checks before it measures anything (ValueError naming the value
+    and what was expected); returns the thread counts as a list."""
+    _check_size_repeats(size, repeats)
+    counts = [threads] if isinstance(threads, int) else list(threads)
+    if not counts or any(not isinstance(t, int) or t < 1 for t in counts):
+        raise ValueError(f"threads must be positive integers, got {threads!r}")
+    unknown = [o for o in optimizers if o not in BENCH_HYPER]
+    if unknown:
+        raise ValueError(f"unknown optimizer(s) {', '.join(map(repr, unknown))}; expected "
+                         f"names from {', '.join(BENCH_HYPER)}")
+    _check_numba_cap(max(counts))
+    return counts
+
+
+def _check_numba_cap(threads: int) -> None:
+    import numba
+
+    cap = numba.config.NUMBA_NUM_THREADS
+    if threads > cap:
+        raise ValueError(f"threads={threads} asked for, but Numba was started with "
+                         f"NUMBA_NUM_THREADS={cap}; set NUMBA_NUM_THREADS={threads} (or "
+                         f"more) in the environment before Python starts")
+
+
 def roofline(size: int = 1 << 23, threads: int | Sequence[int] = 1, dtype: str = "float32",
              optimizers: Sequence[str] = tuple(BENCH_HYPER), repeats: int = 7,
              progress: bool = False, subjects: Sequence[Any] = ()) -> pd.DataFrame:
@@ -518,16 +550,7 @@ def roofline(size: int = 1 << 23, threads: int | Sequence[int] = 1, dtype: str =
     ``threads``: one count or a list (a sweep), for torch and Numba alike. Numba can use no more
     threads than ``NUMBA_NUM_THREADS`` allowed at start-up; asking for more is an error.
     """
-    counts = [threads] if isinstance(threads, int) else list(threads)
-    if not counts or any(not isinstance(t, int) or t < 1 for t in counts):
-        raise ValueError(f"threads must be positive integers, got {threads!r}")
-    import numba
-
-    cap = numba.config.NUMBA_NUM_THREADS
-    if max(counts) > cap:
-        raise ValueError(f"threads={max(counts)} asked for, but Numba was started with "
-                         f"NUMBA_NUM_THREADS={cap}; set NUMBA_NUM_THREADS={max(counts)} (or "
-                         f"more) in the environment before Python starts")
+    counts = check_roofline_args(size, threads, optimizers, repeats)
     rows = []
     it: Any = optimizers
     if progress:
@@ -671,10 +694,34 @@ def compute_bound(optimizers: Sequence[str] = tuple(BENCH_HYPER), threads: int =
     return pd.DataFrame(rows)
 
 
+#: softmax and log_softmax are timed on rows of this many elements
+SOFTMAX_ROW = 1000
 #: activations timed by :func:`activation_speed` besides ``activations.NAMES`` (their
 #: defaults): label -> (name, parameters)
 ACTIVATION_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "gelu(approximate=tanh)": ("gelu", {"approximate": "tanh"})}
+
+
+def check_activation_args(names: Sequence[str] | None, size: int, threads: int,
+                          repeats: int) -> list[str]:
+    """What :func:`activation_speed` checks before it measures anything (ValueError naming the
+    value and what was expected); returns the activation labels to time."""
+    from suite import activations
+
+    _check_size_repeats(size, repeats)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    _check_numba_cap(threads)
+    labels = list(names or (*activations.NAMES, *ACTIVATION_VARIANTS))
+    unknown = [a for a in labels if a not in activations.NAMES and a not in ACTIVATION_VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown activation(s) {', '.join(map(repr, unknown))}; expected "
+                         f"names from {', '.join((*activations.NAMES, *ACTIVATION_VARIANTS))}")
+    rowwise = [a for a in labels if a in ("softmax", "log_softmax")]
+    if rowwise and size % SOFTMAX_ROW:
+        raise ValueError(f"size must be a multiple of {SOFTMAX_ROW} for {', '.join(rowwise)} "
+                         f"(rows of {SOFTMAX_ROW}), got {size}")
+    return labels
 
 
 def activation_speed(names: Sequence[str] | None = None, size: int = 1_000_000,
@@ -693,11 +740,7 @@ def activation_speed(names: Sequence[str] | None = None, size: int = 1_000_000,
 
     from suite import activations
 
-    labels = list(names or (*activations.NAMES, *ACTIVATION_VARIANTS))
-    unknown = [a for a in labels if a not in activations.NAMES and a not in ACTIVATION_VARIANTS]
-    if unknown:
-        raise ValueError(f"unknown activation(s) {', '.join(map(repr, unknown))}; expected "
-                         f"names from {', '.join((*activations.NAMES, *ACTIVATION_VARIANTS))}")
+    labels = check_activation_args(names, size, threads, repeats)
     got = set_threads(threads)
     rows = []
     for label in labels:
@@ -705,7 +748,7 @@ def activation_speed(names: Sequence[str] | None = None, size: int = 1_000_000,
         x = np.random.default_rng(0).standard_normal(size).astype(np.float32)
         dy = np.ones(size, dtype=np.float32)
         if name in ("softmax", "log_softmax"):
-            x, dy = x.reshape(-1, 1000), dy.reshape(-1, 1000)
+            x, dy = x.reshape(-1, SOFTMAX_ROW), dy.reshape(-1, SOFTMAX_ROW)
         tx = torch.from_numpy(x).requires_grad_(True)
         tdy = torch.from_numpy(dy)
         f_t = activations.get(name, **params).torch_fn()

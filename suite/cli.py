@@ -235,6 +235,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.optimizer:
         add_cwd_to_path()
     try:
+        bench.check_roofline_args(args.size, threads, args.optimizers, args.repeats)
         subjects = [resolve(p, reference=args.reference) for p in args.optimizer]
     except (ImportError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -280,6 +281,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_bench_activations(args: argparse.Namespace) -> int:
     from suite import bench
 
+    try:
+        for t in args.threads:
+            bench.check_activation_args(args.activations or None, args.size, t, args.repeats)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     frames = [bench.activation_speed(args.activations or None, args.size, t, args.repeats)
               for t in args.threads]
     frame = pd.concat(frames, ignore_index=True)
