@@ -308,7 +308,9 @@ def compare_speed(r: pd.DataFrame, noise: float = 0.25, max_spread: float = 1.5
                   f"whose repeats varied by more than {max_spread:g}x are too noisy to judge")
         noisy = beyond & noisy  # an apparent change that the spread of repeats cannot support
     else:
-        apart, noisy = True, beyond & False
+        # without ranges over repeats every change beyond the band counts, none as too noisy
+        apart = pd.Series(True, index=m.index)
+        noisy = pd.Series(False, index=m.index)
         spread = "(these runs did not record their spread over repeats)"
     # slower or faster than the drift that every measurement shares (the ratio itself may be
     # above 1 for a measurement that got faster than the rest)
