@@ -45,8 +45,7 @@ def test_default_rows_include_the_tanh_form_and_unknown_names_are_named():
     (["bench", "--size", "0"], "size must be a positive integer, got 0"),
     (["bench", "--repeats", "-1"], "repeats must be a positive integer, got -1"),
     (["bench", "--threads", "1", "0"], r"threads must be positive integers, got \[1, 0\]"),
-    (["bench", "--threads", "99"], "threads=99 asked for, but Numba was started with "
-                                   "NUMBA_NUM_THREADS="),
+    (["bench", "--threads", "99"], "threads=99 asked for, but Numba was started with NUMBA_"),
     (["bench-activations", "--activations", "relu,gelu_tanh"],
      r"unknown activation\(s\) 'gelu_tanh'; expected names from sigmoid, .*log_softmax"),
     (["bench-activations", "--size", "1500"],
