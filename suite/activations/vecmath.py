@@ -362,11 +362,20 @@ def exp32_scaled_lo(x, xl):  # pragma: no cover - compiled
     (|xl| <= ulp(x)), in float32 arithmetic: :func:`exp32_scaled` whose reduction subtracts xl
     from its low part, so that an argument known as an unevaluated sum (x² split exactly by a
     fused multiply-add) loses nothing to its rounding. NaN propagates."""
+    y, scale = exp32_scaled_parts(x, xl)
+    return (_ONE_F + y) * scale
+
+
+@njit
+def exp32_scaled_parts(x, xl):  # pragma: no cover - compiled
+    """(y, s) with e^(x + xl) · 2^64 = s (1 + y), for :func:`exp32_scaled_lo`'s arguments: s a
+    power of two, |y| < 0.42 unrounded to 1 + y (a caller that forms 1 + y in float64 saves
+    that rounding, up to 0.5 ulp)."""
     kf, hi, lo = _reduce32(x)
     lo = lo - xl
     r = hi - lo
-    p = _ONE_F + (r + (((hi - r) - lo) + _expm1_poly32(r)))
-    return p * _pow2_32(np.int32(np.int32(kf) + _SCALE_F))
+    y = r + (((hi - r) - lo) + _expm1_poly32(r))
+    return y, _pow2_32(np.int32(np.int32(kf) + _SCALE_F))
 
 @njit
 def expm1_32(x):  # pragma: no cover - compiled
