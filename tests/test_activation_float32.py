@@ -173,22 +173,29 @@ def test_strided_inputs_give_the_contiguous_results_bit_for_bit(dtype: type) -> 
         assert one == act.forward(x[7:8])[0]
 
 
-def test_the_float32_gelu_approximations_fit_to_a_twentieth_of_an_ulp() -> None:
-    """The two approximations behind the float32 exact GELU, evaluated in float64 with their
-    stored coefficients, against scipy's ndtr and erfcx on grids denser than the fits' (and
-    including the range ends): Φ(x) = ½ + x P(x²) on |x| <= 0.6629 and the Mills ratio
-    m(t) = w G(w), w = 1/(1 + 0.4 t), on [0.6629, 14.5], each within 0.05 float32 ulp
-    (2^-24 relative units; measured 0.034 and 0.039). A mistyped coefficient, or a fit of
-    lower degree, shows here before the kernels' bound test."""
+def test_float32_gelu_keeps_its_margin_below_the_bound() -> None:
+    """The exact GELU's float32 kernel holds more than the bound: on the million inputs, error
+    - κ <= 1.0 ulp forward and <= 1.5 derivative (measured 0.83 and 1.37, at x = -0.81 and
+    x = -3.6e-5). That margin is what its float64 steps buy: with E's 1 + y rounded in float32
+    (exp32_scaled_lo) the same inputs read 1.29 / 1.62, with only G's last two Horner steps in
+    float64 1.07 / 1.70 (both still within the bound of 2). Over all 2^32 inputs the kernel
+    reads 1.07 / 1.54 (`accuracy.exhaustive_float32`, a slow test)."""
+    got = excess("gelu", _inputs(4099))
+    assert got["forward"][0] <= 1.0, got
+    assert got["derivative"][0] <= 1.5, got
+
+
+def test_the_float32_gelu_approximation_fits_to_a_twentieth_of_an_ulp() -> None:
+    """The approximation behind the float32 exact GELU, evaluated in float64 with its stored
+    coefficients, against scipy's erfcx on grids denser than the fit's (and including the range
+    ends): the Mills ratio m(t) = w G(w), w = 1/(1 + 0.3 t), on [0, 14.5] within 0.05 float32
+    ulp (2^-24 relative units; measured 0.040). A mistyped coefficient, or a fit of lower
+    degree, shows here before the kernel's bound test."""
     from numpy.polynomial import polynomial as P
 
     from suite.activations import numba_kernels as K
 
-    x = np.linspace(-0.6629126, 0.6629126, 700001)
-    phi_small = 0.5 + x * P.polyval(x * x, K.GELU_P32)
-    assert np.max(np.abs(phi_small / scipy.special.ndtr(x) - 1)) <= 0.05 * 2.0**-24
-    t = np.concatenate([np.linspace(0.6629126, 14.5, 700001), np.geomspace(0.6629126, 14.5,
-                                                                           300001)])
+    t = np.concatenate([np.linspace(0.0, 14.5, 700001), np.geomspace(1e-6, 14.5, 300001)])
     w = 1 / (1 + K.GELU_W32 * t)
     mills = np.sqrt(np.pi / 2) * scipy.special.erfcx(t / np.sqrt(2))
     assert np.max(np.abs(w * P.polyval(w, K.GELU_G32) / mills - 1)) <= 0.05 * 2.0**-24
