@@ -356,37 +356,75 @@ def peak_extra_bytes(fn: Callable[[], Any]) -> float:
         return float("nan")
 
 
-def _steps(name: str, size: int, dtype: str
+def _share_state(state: dict[str, Any], common: dict[str, Any], size: int) -> None:
+    """Point ``state``'s full-size entries at the arrays of ``common`` under the same keys
+    (gradsuite's states use torch.optim's names), as tensors where ``state`` holds tensors."""
+    for k, v in list(state.items()):
+        if k in common and any(v is a for a in _full_size(state, size)):
+            if hasattr(v, "detach"):
+                import torch
+
+                state[k] = torch.from_numpy(common[k])
+            else:
+                state[k] = common[k]
+
+
+def _steps(name: str, size: int, dtype: str, shared: bool = False
            ) -> dict[str, tuple[Callable[[], Any], Callable[[], Any] | None]]:
     """Each implementation's step of one ``size``-element tensor after a warm-up step, with the
     ceiling kernel over that implementation's own parameter, gradient and state
-    (:func:`own_ceiling`)."""
+    (:func:`own_ceiling`).
+
+    ``shared``: every implementation steps the *same* parameter, gradient and full-size state
+    arrays (the Numba rule's, after its warm-up step; torch's tensors are views of them), so
+    that where the arrays sit in physical memory, which moves a streaming step's bandwidth by
+    up to 2x between allocations (:func:`own_ceiling`), is common to all and their time ratio
+    compares the kernels alone. They take turns on the arrays; the values stay those of the
+    same update rule."""
     import torch
 
     hyper = BENCH_HYPER[name]
     rng = np.random.default_rng(0)
     out: dict[str, tuple[Callable[[], Any], Callable[[], Any] | None]] = {}
+    common: dict[str, Any] = {}
+    p0 = g0 = None
     for backend in ("numba", "numpy"):
         rule = optim.get(name, backend=backend, **hyper)
-        p = [rng.standard_normal(size).astype(dtype)]
-        g = [(rng.standard_normal(size) * 1e-3).astype(dtype)]
+        p = [rng.standard_normal(size).astype(dtype)] if p0 is None else [p0]
+        g = [(rng.standard_normal(size) * 1e-3).astype(dtype)] if g0 is None else [g0]
         st = rule.init(p)
         rule.step(p, g, st)
+        if shared and p0 is None:
+            p0, g0 = p[0], g[0]
+            common = {k: v for k, v in st[0].items() if any(v is a for a in
+                                                           _full_size(st[0], size))}
+        elif shared:
+            _share_state(st[0], common, size)
         out[backend] = (lambda rule=rule, p=p, g=g, st=st: rule.step(p, g, st),
                         own_ceiling(g[0], [p[0], *_full_size(st[0], size)]))
+
+    def tensor(a: Any, scale: float = 1.0) -> Any:
+        if shared:
+            return torch.from_numpy(a)
+        return torch.randn(size, dtype=getattr(torch, dtype)) * scale
+
     rule = optim.get(name, backend="torch", **hyper)
-    tp = [torch.randn(size, dtype=getattr(torch, dtype))]
-    tg = [torch.randn(size, dtype=getattr(torch, dtype)) * 1e-3]
+    tp = [tensor(p0)]
+    tg = [tensor(g0, 1e-3)]
     tst = rule.init(tp)
     rule.step(tp, tg, tst)
+    if shared:
+        _share_state(tst[0], common, size)
     out["torch-backend"] = (lambda: rule.step(tp, tg, tst),
                             own_ceiling(tg[0], [tp[0], *_full_size(tst[0], size)]))
     spec = optim.get_spec(name)
     for impl in spec.torch_impls():
-        param = torch.nn.Parameter(torch.randn(size, dtype=getattr(torch, dtype)))
-        param.grad = torch.randn(size, dtype=getattr(torch, dtype)) * 1e-3
+        param = torch.nn.Parameter(tensor(p0))
+        param.grad = tensor(g0, 1e-3)
         opt = spec.torch_optimizer([param], impl, **hyper)
         opt.step()
+        if shared:
+            _share_state(opt.state[param], common, size)
         out[f"torch.optim-{impl}"] = (opt.step, own_ceiling(
             param.grad, [param, *_full_size(opt.state[param], size)]))
     return out
@@ -484,7 +522,8 @@ def subject_rows(subject: Any, size: int, dtype: str, repeats: int, threads: Seq
         torch_frac = max((v for k, v in frac.items() if k != impl), default=np.nan)
         c = pairs.get(impl)
         rows.append({"optimizer": sub.name, "config": sub.describe()["hyper"],
-                     "implementation": impl, "dtype": dtype, "size": size, "threads": t,
+                     "implementation": impl, "arrays": "own", "dtype": dtype, "size": size,
+                     "threads": t,
                      "clock": clock_for(t), "seconds": tm, "spread": spread[impl],
                      "bytes": info["bytes"], "GB_per_s": info["bytes"] / tm / 1e9,
                      "triad_GB_per_s": bw["triad"] / 1e9,
@@ -541,8 +580,14 @@ def _check_numba_cap(threads: int) -> None:
 
 def roofline(size: int = 1 << 23, threads: int | Sequence[int] = 1, dtype: str = "float32",
              optimizers: Sequence[str] = tuple(BENCH_HYPER), repeats: int = 7,
-             progress: bool = False, subjects: Sequence[Any] = ()) -> pd.DataFrame:
+             progress: bool = False, subjects: Sequence[Any] = (), shared: bool = False
+             ) -> pd.DataFrame:
     """The roofline table (see the module docstring), one block of rows per thread count.
+
+    ``shared``: the implementations of each reference step the same arrays (:func:`_steps`;
+    column ``arrays``: "shared", else "own"), so that ``speedup_vs_best_torch`` compares kernels
+    rather than where each one's arrays happen to sit in memory. Users' optimizers keep their
+    own arrays.
 
     ``subjects``: users' optimizers (anything ``suite.subjects.resolve`` accepts), rows from
     :func:`subject_rows`, timed against torch's implementations of the reference each names.
@@ -562,7 +607,7 @@ def roofline(size: int = 1 << 23, threads: int | Sequence[int] = 1, dtype: str =
         hyper = BENCH_HYPER[name]
         bpe = bytes_per_element(name, hyper, itemsize)
         nbytes = bpe * size
-        steps = _steps(name, size, dtype)
+        steps = _steps(name, size, dtype, shared)
         fns = {k: fn for k, (fn, _) in steps.items()}
         ceilings = {f"ceiling:{k}": c for k, (_, c) in steps.items() if c is not None}
         pairs = {k: f"ceiling:{k}" for k in fns if f"ceiling:{k}" in ceilings}
@@ -584,7 +629,8 @@ def roofline(size: int = 1 << 23, threads: int | Sequence[int] = 1, dtype: str =
                 tm = best[impl]
                 c = pairs.get(impl)
                 rows.append({"optimizer": name, "config": _config(hyper),
-                             "implementation": impl, "dtype": dtype, "size": size,
+                             "implementation": impl, "arrays": "shared" if shared else "own",
+                             "dtype": dtype, "size": size,
                              "threads": t, "clock": clock_for(t), "seconds": tm,
                              "spread": spread[impl],
                              "bytes": nbytes, "GB_per_s": nbytes / tm / 1e9,

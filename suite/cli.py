@@ -242,12 +242,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 2
     frame = bench.roofline(size=args.size, threads=threads, dtype=args.dtype,
                            optimizers=args.optimizers, repeats=args.repeats,
-                           progress=not args.no_progress, subjects=subjects)
+                           progress=not args.no_progress, subjects=subjects,
+                           shared=args.shared_arrays)
     cols = ["optimizer", "config", "implementation", "threads", "seconds", "spread", "GB_per_s",
             "fraction_of_ceiling", "fraction_spread", "fraction_of_triad",
             "speedup_vs_best_torch", "speedup_vs_best_torch_per_ceiling", "temporaries",
             "state_bytes_per_param_byte"]
-    print(f"{args.size:,} {args.dtype} elements per step; best of {args.repeats} interleaved "
+    print(("every implementation steps the same arrays (--shared-arrays); "
+           if args.shared_arrays else "each implementation steps its own arrays; ")
+          + f"{args.size:,} {args.dtype} elements per step; best of {args.repeats} interleaved "
           "rounds; spread = median / best - 1; fraction_of_ceiling = median over rounds of "
           "(ceiling "
           "time / step time), each step timed right after the ceiling; fraction_spread = half "
@@ -392,6 +395,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="timed repeats per step; the median is reported (default 7)")
     p.add_argument("--out", help="write the frame here (.csv or .parquet)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--shared-arrays", action="store_true",
+                   help="every implementation of a reference steps the same arrays, so that "
+                        "the time ratios compare kernels, not where each one's arrays sit in "
+                        "memory (which moves a step's bandwidth by up to 2x)")
     p.add_argument("--optimizer", action="append", default=[], metavar="MODULE:CLASS",
                    help="your optimizer (repeatable): a row beside the references")
     p.add_argument("--reference", help="the reference your optimizer is timed against "

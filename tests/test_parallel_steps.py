@@ -157,6 +157,11 @@ def test_roofline_records_threads_config_and_spread():
     assert numba_row["temporaries"] == pytest.approx(0.0, abs=0.05)
     numpy_row = frame[frame.implementation == "numpy"].iloc[0]
     assert numpy_row["temporaries"] > 0.9  # NumPy's SGD makes full-size temporaries
+    assert (frame["arrays"] == "own").all()
+    shared = bench.roofline(size=1 << 12, threads=[1], optimizers=["sgd"], repeats=1,
+                            shared=True)
+    assert (shared["arrays"] == "shared").all()
+    assert set(shared.implementation) == set(frame.implementation)
     for col in ("spread", "ceiling_spread", "fraction_of_ceiling", "fraction_spread",
                 "ceiling_GB_per_s"):
         assert np.isfinite(frame[col]).all(), col
@@ -267,3 +272,52 @@ def test_thread_sweep_table_keeps_each_implementations_own_ceiling():
     assert t.loc[2, "torch.optim-fused GB/s"] == 40.0
     assert t.loc[1, "numba ceiling GB/s"] == 51.0
     assert t.loc[2, "torch.optim-fused ceiling GB/s"] == 45.0
+
+
+def test_shared_steps_update_one_set_of_arrays_by_the_rule():
+    """bench._steps(shared=True): every implementation steps the Numba rule's parameter,
+    gradient and momentum buffer. Each implementation's step, checked by hand against SGD with
+    momentum (buf <- 0.9 buf + g; p <- p - lr buf, lr = 1e-3) from the arrays as they were
+    before it, moves exactly those arrays; with shared=False the Numba arrays stay put."""
+    n = 1 << 10
+    steps = bench._steps("sgd", n, "float32", shared=True)
+    rule, (p,), (g,), st = steps["numba"][0].__defaults__
+    buf = st[0]["momentum_buffer"]
+    assert set(steps) >= {"numba", "numpy", "torch-backend", "torch.optim-forloop",
+                          "torch.optim-foreach", "torch.optim-fused"}
+    for impl, (fn, _ceiling) in steps.items():
+        p_before, buf_before = p.astype(np.float64), buf.astype(np.float64)
+        fn()
+        want_buf = 0.9 * buf_before + g
+        np.testing.assert_allclose(buf, want_buf, rtol=1e-6, atol=1e-9, err_msg=impl)
+        np.testing.assert_allclose(p, p_before - 1e-3 * want_buf, rtol=1e-6, atol=1e-9,
+                                   err_msg=impl)
+    own = bench._steps("sgd", n, "float32")
+    _rule, (p_own,), _g, _st = own["numba"][0].__defaults__
+    before = p_own.copy()
+    own["torch.optim-fused"][0]()
+    np.testing.assert_array_equal(p_own, before)
+
+
+@pytest.mark.parametrize("name", list(bench.BENCH_HYPER))
+def test_shared_steps_leave_no_implementation_on_arrays_of_its_own(name):
+    """For every benchmarked rule: after each implementation's step (on a fresh gradient,
+    written into the shared one) the Numba parameter and every full-size state array have
+    moved (they are what the step wrote), and each implementation's ceiling streams those same
+    arrays (one memory placement for all)."""
+    n = 1 << 10
+    rng = np.random.default_rng(5)
+    steps = bench._steps(name, n, "float32", shared=True)
+    _rule, (p,), (g,), st = steps["numba"][0].__defaults__
+    arrays = [p, *bench._full_size(st[0], n)]
+    assert len(arrays) >= 2
+    for impl, (fn, ceiling) in steps.items():
+        before = [a.copy() for a in arrays]
+        g[:] = rng.standard_normal(n) * 1e-3
+        fn()
+        moved = [not np.array_equal(a, b) for a, b in zip(arrays, before, strict=True)]
+        assert all(moved), (impl, moved)
+        cells = ceiling.__closure__ if ceiling is not None else ()
+        streamed = [c.cell_contents for c in cells if isinstance(c.cell_contents, list)]
+        if streamed:
+            assert all(any(np.shares_memory(s, a) for a in arrays) for s in streamed[0]), impl
