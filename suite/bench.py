@@ -187,11 +187,17 @@ def own_ceiling(grad: Any, arrays: Sequence[Any]) -> Callable[[], Any] | None:
     return lambda: fn(g, *rw, zero)
 
 
+def _full_size_items(state: Any, size: int) -> dict[str, Any]:
+    """The entries of one parameter's state that are arrays (or tensors) of ``size``
+    elements, in order."""
+    return {k: v for k, v in state.items()
+            if hasattr(v, "dtype") and getattr(v, "ndim", 0) > 0
+            and (v.numel() if hasattr(v, "numel") else v.size) == size}
+
+
 def _full_size(state: Any, size: int) -> list[Any]:
     """The arrays (or tensors) of one parameter's state with ``size`` elements, in order."""
-    return [v for v in state.values()
-            if hasattr(v, "dtype") and getattr(v, "ndim", 0) > 0
-            and (v.numel() if hasattr(v, "numel") else v.size) == size]
+    return list(_full_size_items(state, size).values())
 
 
 #: clocks for :func:`paired_times`: wall time, or the calling thread's CPU time, which leaves
@@ -359,8 +365,8 @@ def peak_extra_bytes(fn: Callable[[], Any]) -> float:
 def _share_state(state: dict[str, Any], common: dict[str, Any], size: int) -> None:
     """Point ``state``'s full-size entries at the arrays of ``common`` under the same keys
     (gradsuite's states use torch.optim's names), as tensors where ``state`` holds tensors."""
-    for k, v in list(state.items()):
-        if k in common and any(v is a for a in _full_size(state, size)):
+    for k, v in _full_size_items(state, size).items():
+        if k in common:
             if hasattr(v, "detach"):
                 import torch
 
@@ -396,8 +402,7 @@ def _steps(name: str, size: int, dtype: str, shared: bool = False
         rule.step(p, g, st)
         if shared and p0 is None:
             p0, g0 = p[0], g[0]
-            common = {k: v for k, v in st[0].items() if any(v is a for a in
-                                                           _full_size(st[0], size))}
+            common = _full_size_items(st[0], size)
         elif shared:
             _share_state(st[0], common, size)
         out[backend] = (lambda rule=rule, p=p, g=g, st=st: rule.step(p, g, st),
