@@ -1053,12 +1053,15 @@ def test_cells_where_torchs_own_run_is_no_yardstick_are_not_applicable(monkeypat
     reaches 1 (exactly 1 included), are not run: each row says why, with torch's error (and
     the tolerance it would have needed); the dtypes after them still run; just below the
     line the tolerance is 10x torch's error."""
-    seen = _torch_noise_as(monkeypatch, {"float32": np.inf, "float64": 1e-30})
-    r = check_optimizer(torch.optim.SGD, "sgd", configs=[{"lr": 0.1}],
-                        dtypes=("float32", "float64"), probes="scaled", steps=3,
-                        explain=False)
-    rows = r.frame.set_index("dtype")
-    f32, f64 = rows.loc["float32"], rows.loc["float64"]
+    def run(noise, dtypes):
+        """torch's error per dtype set to ``noise``; SGD checked in the order ``dtypes``."""
+        seen = _torch_noise_as(monkeypatch, noise)
+        r = check_optimizer(torch.optim.SGD, "sgd", configs=[{"lr": 0.1}], dtypes=dtypes,
+                            probes="scaled", steps=3, explain=False)
+        rows = r.frame.set_index("dtype")
+        return r, rows.loc["float32"], rows.loc["float64"], seen
+
+    _r, f32, f64, seen = run({"float32": np.inf, "float64": 1e-30}, ("float32", "float64"))
     assert not f32["applicable"]
     assert f32["reason"] == ("torch.optim's own float32 run does not stay finite where the "
                              "float64 reference does")
@@ -1071,12 +1074,7 @@ def test_cells_where_torchs_own_run_is_no_yardstick_are_not_applicable(monkeypat
     assert f64["tol"] == O.tolerance("float64", 3)
     assert seen == ["cpu", "cpu"]
 
-    _torch_noise_as(monkeypatch, {"float64": 0.1, "float32": 0.095})
-    r = check_optimizer(torch.optim.SGD, "sgd", configs=[{"lr": 0.1}],
-                        dtypes=("float64", "float32"), probes="scaled", steps=3,
-                        explain=False)
-    rows = r.frame.set_index("dtype")
-    f64, f32 = rows.loc["float64"], rows.loc["float32"]
+    r, f32, f64, _seen = run({"float64": 0.1, "float32": 0.095}, ("float64", "float32"))
     assert not f64["applicable"]
     assert f64["reason"] == ("torch.optim's own float64 error here is 0.1; a tolerance of 10 "
                              "times that checks nothing")

@@ -281,7 +281,7 @@ def test_shared_steps_update_one_set_of_arrays_by_the_rule():
     before it, moves exactly those arrays; with shared=False the Numba arrays stay put."""
     n = 1 << 10
     steps = bench._steps("sgd", n, "float32", shared=True)
-    rule, (p,), (g,), st = steps["numba"][0].__defaults__
+    _rule, (p,), (g,), st = steps["numba"][0].__defaults__
     buf = st[0]["momentum_buffer"]
     assert set(steps) >= {"numba", "numpy", "torch-backend", "torch.optim-forloop",
                           "torch.optim-foreach", "torch.optim-fused"}
